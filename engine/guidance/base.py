@@ -1,0 +1,136 @@
+"""What every guidance method shares: its output type, prompt embeddings, timestep sampling, weighting.
+
+A guidance turns rendered images into a *surrogate loss* whose gradient w.r.t. the images is the
+method's score-distillation gradient (the UNet is never differentiated). Methods live one per file
+(``sds.py``, …); only what is truly common is here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from engine.priors.base import DiffusionPrior
+
+
+@dataclass
+class GuidanceOutput:
+    """Result of one guidance evaluation (cf. diffusers' ``DDPMSchedulerOutput``)."""
+
+    loss: Tensor
+    """Scalar surrogate loss; ``loss.backward()`` delivers the method's gradient to the images."""
+    grad_norm: float
+    """Mean per-image L2 norm of the gradient w.r.t. the prior-space image (diagnostic)."""
+    t: Int[Tensor, " B"]
+    """Timesteps used (integers in [0, T))."""
+    extras: dict[str, float] = field(default_factory=dict)
+    """Method-specific scalars for logging."""
+
+
+@dataclass
+class PromptEmbeddings:
+    """Text conditioning for a batch of views."""
+
+    cond: Float[Tensor, "B S D"]
+    """Embedding of each view's prompt (view suffix included when enabled)."""
+    uncond: Float[Tensor, "B S D"]
+    """Embedding of the empty prompt, repeated per view (classifier-free guidance)."""
+
+
+@dataclass
+class TimestepConfig:
+    """How diffusion timesteps are drawn: t/T ~ U(t_min, t_max(step))."""
+
+    t_min: float = 0.02
+    """Lower end of t/T (DreamFusion and LMC-SDS use 0.02)."""
+    t_max: float = 0.98
+    """Upper end of t/T at the start of the run."""
+    anneal: Literal["none", "linear", "step"] = "none"
+    """none: fixed range; linear: t_max falls linearly to ``t_max_end`` over the run; step: t_max drops to
+    ``t_max_end`` at ``anneal_at`` of the run (ProlificDreamer's 0.98 → 0.50)."""
+    t_max_end: float = 0.5
+    """t_max at the end of annealing."""
+    anneal_at: float = 0.5
+    """Fraction of the run where the step schedule switches."""
+
+    def validate(self) -> None:
+        if not (0.0 <= self.t_min < self.t_max <= 1.0):
+            raise ValueError(f"timesteps need 0 <= t_min < t_max <= 1 (got {self.t_min}, {self.t_max})")
+        if self.anneal != "none" and not (self.t_min < self.t_max_end <= self.t_max):
+            raise ValueError("t_max_end must lie in (t_min, t_max]")
+
+    def t_max_at(self, step: int, total: int) -> float:
+        frac = step / max(total, 1)
+        if self.anneal == "linear":
+            return self.t_max + (self.t_max_end - self.t_max) * frac
+        if self.anneal == "step":
+            return self.t_max_end if frac >= self.anneal_at else self.t_max
+        return self.t_max
+
+    def sample(
+        self, n: int, num_train_timesteps: int, step: int, total: int, generator: torch.Generator
+    ) -> Tensor:
+        """n integer timesteps, uniform over the current range (drawn on the CPU for reproducibility)."""
+        lo = int(self.t_min * num_train_timesteps)
+        hi = max(int(self.t_max_at(step, total) * num_train_timesteps), lo + 1)
+        return torch.randint(lo, hi, (n,), generator=generator)
+
+
+Weighting = Literal["sds", "uniform"]
+
+
+def weight(
+    kind: Weighting, alphas_cumprod: Float[Tensor, " T"], t: Int[Tensor, " B"]
+) -> Float[Tensor, "B 1 1 1"]:
+    """w(t): ``sds`` = σ_t² = 1 − ᾱ_t (DreamFusion's choice); ``uniform`` = 1 (LMC-SDS experiments)."""
+    if kind == "sds":
+        w = 1.0 - alphas_cumprod[t]
+    elif kind == "uniform":
+        w = torch.ones_like(alphas_cumprod[t])
+    else:
+        raise ValueError(f"unknown weighting {kind!r}: use 'sds' or 'uniform'")
+    return w.reshape(-1, 1, 1, 1)
+
+
+def surrogate_loss(z: Float[Tensor, "B C h w"], grad: Float[Tensor, "B C h w"]) -> Tensor:
+    """Loss whose gradient w.r.t. ``z`` is ``grad / B``.
+
+    With target = sg(z − g):  L = ½‖z − target‖² / B  ⇒  ∂L/∂z = (z − (z − g)) / B = g / B.
+    """
+    target = (z - grad).detach()
+    return 0.5 * ((z - target) ** 2).sum() / z.shape[0]
+
+
+class Guidance(ABC):
+    """Base class: one instance per run, holding the prior and any method state (e.g. ESD's LoRA)."""
+
+    def __init__(self, prior: DiffusionPrior):
+        self.prior = prior
+
+    @abstractmethod
+    def __call__(
+        self,
+        images: Float[Tensor, "B 3 H W"],
+        text: PromptEmbeddings,
+        step: int,
+        total_steps: int,
+        generator: torch.Generator,
+    ) -> GuidanceOutput:
+        """Surrogate loss for rendered ``images`` (RGB in [0, 1], differentiable)."""
+
+    def sample_noise(self, shape: torch.Size | tuple[int, ...], generator: torch.Generator) -> Tensor:
+        """Fresh ε ~ N(0, I), drawn on the CPU generator so runs repeat across devices."""
+        return torch.randn(tuple(shape), generator=generator).to(self.prior.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Method state to checkpoint (none for stateless methods)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} has no state, got keys {sorted(state)}")
