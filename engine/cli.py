@@ -1,0 +1,113 @@
+"""Command-line flags generated from the typed configs (help text = the field docstrings).
+
+Every leaf of :class:`engine.config.RunConfig` becomes a dotted flag (``--train.steps``,
+``--renderer.occupancy.resolution`` …); the most used ones also get a short alias. Flags left unset do
+not override presets. Argument errors print one line, not a usage dump.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from typing import Any, Literal, NoReturn
+
+from engine.configbase import field_docs
+
+# Short aliases for the settings people change most.
+ALIASES = {
+    "train.steps": "--steps",
+    "train.seed": "--seed",
+    "train.device": "--device",
+    "train.render_size": "--render-size",
+    "train.batch_size": "--batch-size",
+    "guidance.guidance_scale": "--guidance-scale",
+    "export.resolution": "--mesh-resolution",
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are a single line on stderr (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
+def _parse_bool(s: str) -> bool:
+    v = s.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+
+
+def _converter(tp: Any) -> tuple[Any, list[str] | None, str]:
+    """(parse function, choices, metavar) for a field annotation."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        conv, choices, metavar = _converter(inner)
+
+        def optional(s: str) -> Any:
+            return None if s.strip().lower() == "none" else conv(s)
+
+        return optional, None if choices is None else [*choices, "none"], metavar
+    if origin is Literal:
+        return str, [str(a) for a in args], "{" + ",".join(str(a) for a in args) + "}"
+    if origin is tuple:
+        elem = args[0]
+
+        def tup(s: str) -> tuple:
+            parts = [p for p in s.replace(" ", "").split(",") if p]
+            if len(parts) != len(args):
+                raise argparse.ArgumentTypeError(f"expected {len(args)} comma-separated values, got {s!r}")
+            return tuple(elem(p) for p in parts)
+
+        return tup, None, ",".join(["X"] * len(args))
+    if tp is bool:
+        return _parse_bool, None, "{true,false}"
+    if tp in (int, float, str):
+        return tp, None, tp.__name__.upper()
+    raise TypeError(f"no CLI conversion for {tp!r}")
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser, cls: type, skip: set[str], prefix: str = ""
+) -> list[str]:
+    """Add one flag per leaf field of dataclass ``cls``; returns the dotted paths added."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    paths: list[str] = []
+    group = parser.add_argument_group(prefix.rstrip(".") or "run") if prefix else parser
+    for f in dataclasses.fields(cls):
+        path = prefix + f.name
+        if path in skip:
+            continue
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            paths += add_config_flags(parser, tp, skip, path + ".")
+            continue
+        conv, choices, metavar = _converter(tp)
+        names = [f"--{path.replace('_', '-')}"]
+        if path in ALIASES:
+            names.insert(0, ALIASES[path])
+        group.add_argument(
+            *names,
+            dest=path,
+            type=conv,
+            choices=choices,
+            metavar=metavar,
+            default=argparse.SUPPRESS,
+            help=docs.get(f.name, ""),
+        )
+        paths.append(path)
+    return paths
+
+
+def overrides_from(ns: argparse.Namespace, paths: list[str]) -> dict[str, Any]:
+    """The dotted settings the user actually gave."""
+    return {p: getattr(ns, p) for p in paths if hasattr(ns, p)}
