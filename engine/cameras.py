@@ -85,7 +85,9 @@ class CameraBatch:
         return CameraBatch(*(getattr(self, k)[idx] for k in ("c2w", "fov", "elevation", "azimuth", "radius")))
 
     def to(self, device: torch.device | str) -> CameraBatch:
-        return CameraBatch(*(getattr(self, k).to(device) for k in ("c2w", "fov", "elevation", "azimuth", "radius")))
+        return CameraBatch(
+            *(getattr(self, k).to(device) for k in ("c2w", "fov", "elevation", "azimuth", "radius"))
+        )
 
 
 def view_of(elevation: float, azimuth: float, cfg: CameraConfig | None = None) -> View:
@@ -120,14 +122,24 @@ def look_at(eye: Float[Tensor, "B 3"], target: Float[Tensor, "B 3"] | None = Non
 
 
 def orbit_cameras(
-    elevation: Float[Tensor, " B"], azimuth: Float[Tensor, " B"], radius: Float[Tensor, " B"], fov_deg: Float[Tensor, " B"]
+    elevation: Float[Tensor, " B"],
+    azimuth: Float[Tensor, " B"],
+    radius: Float[Tensor, " B"],
+    fov_deg: Float[Tensor, " B"],
 ) -> CameraBatch:
     """Cameras on a sphere, angles in degrees, looking at the origin (see module doc for the frame)."""
     el, az = torch.deg2rad(elevation), torch.deg2rad(azimuth)
     eye = torch.stack(
-        [radius * torch.cos(el) * torch.sin(az), -radius * torch.cos(el) * torch.cos(az), radius * torch.sin(el)], -1
+        [
+            radius * torch.cos(el) * torch.sin(az),
+            -radius * torch.cos(el) * torch.cos(az),
+            radius * torch.sin(el),
+        ],
+        -1,
     )
-    return CameraBatch(look_at(eye), torch.deg2rad(fov_deg), elevation, (azimuth + 180.0) % 360.0 - 180.0, radius)
+    return CameraBatch(
+        look_at(eye), torch.deg2rad(fov_deg), elevation, (azimuth + 180.0) % 360.0 - 180.0, radius
+    )
 
 
 class CameraSampler:

@@ -138,7 +138,7 @@ class Trainer:
         )
         g = self.guidance(out.rgb, self.prompt_embeddings(cams), step, total, self.gens["guidance"])
         loss = g.loss
-        if not torch.isfinite(loss):
+        if not torch.isfinite(loss.detach()):
             raise TrainingDiverged(
                 f"the loss became {float(loss)} at step {step}: lower the learning rates or the guidance scale "
                 f"(the last checkpoint in {self.run_dir} is intact)"
@@ -154,7 +154,7 @@ class Trainer:
                     )
         self.optimizer.step()
         self.step += 1
-        self.last_loss = float(loss)
+        self.last_loss = float(loss.detach())
         return {
             "loss": self.last_loss,
             "grad_norm": g.grad_norm,

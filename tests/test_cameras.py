@@ -17,8 +17,18 @@ def test_front_camera_sits_on_negative_y_and_looks_at_origin():
 
 @pytest.mark.parametrize(
     "el,az,view",
-    [(0, 0, View.FRONT), (0, 45, View.FRONT), (0, -44, View.FRONT), (0, 46, View.SIDE), (0, -90, View.SIDE),
-     (0, 135, View.BACK), (0, -180, View.BACK), (0, 179, View.BACK), (61, 0, View.OVERHEAD), (60, 180, View.BACK)],
+    [
+        (0, 0, View.FRONT),
+        (0, 45, View.FRONT),
+        (0, -44, View.FRONT),
+        (0, 46, View.SIDE),
+        (0, -90, View.SIDE),
+        (0, 135, View.BACK),
+        (0, -180, View.BACK),
+        (0, 179, View.BACK),
+        (61, 0, View.OVERHEAD),
+        (60, 180, View.BACK),
+    ],
 )
 def test_view_thresholds(el, az, view):
     assert view_of(el, az) is view
