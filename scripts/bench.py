@@ -7,6 +7,8 @@ Numbers quoted in docs and notes come from this script. Each section prints a sm
 ``{"machine": {...}, "<section>": {...}}``.
 
 Sections
+    sds        full SDS training steps per second (occupancy update, render, prior CFG, backward, Adam) at
+               32² and 64² renders, with a tiny random 32 px pixel prior.
     hashgrid   hash-grid encoding throughput (points/s, forward and forward+backward) of the fast torch grid
                eager and compiled, against the naive reference in ``tests/fields/reference_hashgrid.py``.
 """
@@ -131,10 +133,61 @@ def bench_hashgrid(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+# ----------------------------------------------------------------------------------------------- sds
+
+
+def bench_sds(args: argparse.Namespace) -> dict[str, Any]:
+    """SDS iterations/s of the full training step (occupancy update, render, prior CFG, backward, Adam)
+    at several render sizes, with a random tiny pixel prior at 32 px (the built-in prior's native size)."""
+    import tempfile
+
+    from engine.config import build_config
+    from engine.priors.pixel import PixelPriorConfig
+    from engine.train import Trainer
+    from tests.priors.tiny import build_tiny_pixel_prior
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        prior_dir = build_tiny_pixel_prior(Path(tmp) / "prior", sample_size=32)
+        prior = PixelPriorConfig(str(prior_dir)).setup("cpu")
+        for size in args.sds_sizes:
+            cfg = build_config(
+                "a red cube",
+                prior="bench",
+                overrides={
+                    "train.render_size": size,
+                    "train.steps": args.sds_warmup + args.sds_steps,
+                    "train.checkpoint_every": 0,
+                    "train.preview_every": 0,
+                    "field.grid.compile": not args.no_compile,
+                },
+            )
+            trainer = Trainer(cfg, prior, Path(tmp) / f"run{size}")
+            for _ in range(args.sds_warmup):  # compile + occupancy settle
+                trainer.train_step()
+            samples = 0
+            t0 = time.perf_counter()
+            for _ in range(args.sds_steps):
+                samples += trainer.train_step()["samples"]
+            dt = time.perf_counter() - t0
+            results[f"{size}px"] = {
+                "it_per_s": args.sds_steps / dt,
+                "field_samples_per_it": samples / args.sds_steps,
+            }
+    _print_table(
+        f"SDS training step (batch 1, tiny random 32 px prior, compile={not args.no_compile}), "
+        f"{args.sds_steps} steps after {args.sds_warmup} warm-up",
+        ["render size", "it/s", "field samples/it"],
+        [[k, f"{v['it_per_s']:.2f}", f"{v['field_samples_per_it']:.0f}"] for k, v in results.items()],
+    )
+    return results
+
+
 # ----------------------------------------------------------------------------------------------- main
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "hashgrid": bench_hashgrid,
+    "sds": bench_sds,
 }
 
 
@@ -155,6 +208,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--points", type=int, default=2**17, help="points per batch (hashgrid)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
+    parser.add_argument("--sds-sizes", type=int, nargs="+", default=[32, 64], help="render sizes (sds)")
+    parser.add_argument("--sds-steps", type=int, default=40, help="timed training steps per size (sds)")
+    parser.add_argument(
+        "--sds-warmup", type=int, default=10, help="untimed steps first: compile, occupancy (sds)"
+    )
+    parser.add_argument("--no-compile", action="store_true", help="eager hash grid in the sds section")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 
