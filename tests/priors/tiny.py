@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, PreTrainedTokenizerFast
+
+from engine.priors.words import word_level_tokenizer
 
 TINY_VOCAB: tuple[str, ...] = (
     "a",
@@ -35,7 +36,6 @@ TINY_VOCAB: tuple[str, ...] = (
 )
 """Words the tiny pixel prior knows (prompts are lower-cased; commas split off as their own token)."""
 
-PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 PIXEL_MAX_LENGTH = 16
 """Tokens per prompt of the tiny pixel prior (word-level, so ~14 words)."""
 SD_MAX_LENGTH = 77
@@ -79,28 +79,6 @@ def _text_encoder(tokenizer: PreTrainedTokenizerFast) -> CLIPTextModel:
         eos_token_id=tokenizer.eos_token_id,
     )
     return CLIPTextModel(cfg)
-
-
-def word_level_tokenizer(vocab: Sequence[str]) -> PreTrainedTokenizerFast:
-    """A lower-casing, whitespace/punctuation-splitting word-level tokenizer over ``vocab``.
-
-    Prompts become ``[BOS] words [EOS] [PAD]...`` like CLIP's ``<|startoftext|> ... <|endoftext|>``.
-    """
-    ids = {tok: i for i, tok in enumerate([PAD, UNK, BOS, EOS, *dict.fromkeys(w.lower() for w in vocab)])}
-    backend = Tokenizer(models.WordLevel(vocab=ids, unk_token=UNK))
-    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A {EOS}", special_tokens=[(BOS, ids[BOS]), (EOS, ids[EOS])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token=PAD,
-        unk_token=UNK,
-        bos_token=BOS,
-        eos_token=EOS,
-        model_max_length=PIXEL_MAX_LENGTH,
-    )
 
 
 def _bytes_to_unicode() -> list[str]:
