@@ -25,7 +25,13 @@ setup: $(VENV)/.installed
 generate: $(VENV)/.installed
 	$(PY) -m engine.generate "$(PROMPT)" --out "$(OUT)" $(ARGS)
 
-test: $(VENV)/.installed
+# The Khronos glTF-Validator (npm) for the export tests, installed into .ci/node/ (git-ignored).
+GLTF_VALIDATOR := .ci/node/node_modules/gltf-validator/package.json
+
+$(GLTF_VALIDATOR): $(VENV)/.installed
+	$(PY) -m tests.export.gltf_validator
+
+test: $(VENV)/.installed $(GLTF_VALIDATOR)
 	$(PY) -m pytest -q $(ARGS)
 
 lint: $(VENV)/.installed

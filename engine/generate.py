@@ -161,11 +161,10 @@ def _run(args, paths: list[str]) -> int:
         )
         return EXIT_INTERRUPTED
 
-    from engine.export.mesh import extract_mesh, write_glb
+    from engine.export import export_asset
 
     t2 = time.perf_counter()
-    mesh = extract_mesh(trainer.field, cfg.export)
-    write_glb(mesh, out.asset)
+    exported = export_asset(trainer.field, cfg.export, out.asset)
     t_export = time.perf_counter() - t2
     import torch
 
@@ -176,7 +175,8 @@ def _run(args, paths: list[str]) -> int:
         "asset": str(out.asset),
         "final_loss": result.final_loss,
         "seconds": {"prior_load": t_load, "train": t_train, "export": t_export},
-        "mesh": {"vertices": len(mesh.vertices), "faces": len(mesh.faces)},
+        "mesh": {"vertices": exported.n_vertices, "faces": exported.n_faces},
+        "export": exported.to_dict(),
         "versions": {
             "engine": engine.__version__,
             "torch": torch.__version__,
@@ -185,7 +185,7 @@ def _run(args, paths: list[str]) -> int:
     }
     (out.run_dir / "run.json").write_text(json.dumps(record, indent=2))
     print(
-        f"wrote {out.asset} ({len(mesh.faces)} faces) in {t_train + t_export:.0f}s; run folder {out.run_dir}"
+        f"wrote {out.asset} ({exported.n_faces} faces) in {t_train + t_export:.0f}s; run folder {out.run_dir}"
     )
     return 0
 

@@ -52,6 +52,11 @@ def test_cli_runs_end_to_end_and_records_the_config(tiny_pixel_prior_dir, tmp_pa
     run = json.loads((tmp_path / "cube_run" / "run.json").read_text())
     assert run["config"]["train"]["seed"] == 5 and run["config"]["train"]["steps"] == 8
     assert run["config"]["prompt"] == "a red cube" and run["mesh"]["faces"] > 0
+    # The export writes the texture (also embedded in the .glb) and a turntable beside the asset, and records
+    # its per-step timings and the placement transform.
+    assert (tmp_path / "cube_texture.png").exists() and (tmp_path / "cube_turntable.png").exists()
+    assert {"grid", "marching_cubes", "decimate", "uv", "bake"} <= set(run["export"]["seconds"])
+    assert run["export"]["placement"]["units"] == "metres"
     assert sorted(p.name for p in (tmp_path / "cube_run" / "previews").iterdir()) == [
         "step_00004.png",
         "step_00008.png",
@@ -85,6 +90,10 @@ def test_cli_runs_end_to_end_and_records_the_config(tiny_pixel_prior_dir, tmp_pa
         (["a cube", "--out", "x.txt"], "give a .glb file or a folder"),
         (["a cube", "--out", "x.glb", "--steps", "many"], "invalid int value"),
         (["a cube", "--out", "x.glb", "--guidance.weighting", "cubic"], "invalid choice"),
+        (
+            ["a cube", "--out", "x.glb", "--export.texture-size", "1000"],
+            "texture-size must be a power of two",
+        ),
     ],
 )
 def test_bad_input_is_one_line_with_nonzero_exit(args, needle, tmp_path):
