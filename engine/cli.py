@@ -102,7 +102,7 @@ def add_config_flags(
             choices=choices,
             metavar=metavar,
             default=argparse.SUPPRESS,
-            help=docs.get(f.name, ""),
+            help=docs.get(f.name, "").replace("%", "%%"),  # argparse formats help with %
         )
         paths.append(path)
     return paths

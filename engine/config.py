@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.cameras import CameraConfig
 from engine.configbase import from_dict, to_dict
-from engine.export.mesh import MeshExportConfig
+from engine.export import MeshExportConfig
 from engine.fields.nerf import FieldConfig
 from engine.guidance import METHODS, GuidanceConfig, method_config
 from engine.render.renderer import RendererConfig
@@ -100,6 +100,7 @@ class RunConfig:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         self.train.validate()
         self.guidance.timesteps.validate()
+        self.export.validate()
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -125,7 +126,7 @@ def _quality(cfg: RunConfig) -> None:
     cfg.train.steps = 2500
     cfg.train.render_size = 96
     cfg.renderer.n_samples = 96
-    cfg.export.resolution = 192
+    cfg.export.resolution = 256
 
 
 PRESETS: dict[str, Callable[[RunConfig], None]] = {"fast": _fast, "quality": _quality}

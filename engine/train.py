@@ -30,7 +30,7 @@ from engine.priors.base import DiffusionPrior
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 # Settings that may differ between a checkpoint and the run resuming it (they do not change the maths).
-_RESUMABLE_DIFFERENCES = {"checkpoint_every", "preview_every", "preview_size", "device", "steps"}
+_RESUMABLE_DIFFERENCES = {"checkpoint_every", "preview_every", "preview_size", "device", "steps", "export"}
 
 
 class TrainingDiverged(RuntimeError):
