@@ -58,6 +58,13 @@ class RendererConfig:
     """After the warm-up, probability that a step is shaded at all (otherwise albedo only)."""
     textureless_prob: float = 0.5
     """Probability that a shaded step is textureless (white albedo)."""
+    light: Literal["around_camera", "camera_key"] = "around_camera"
+    """around_camera: a random direction near the camera (DreamFusion); camera_key: a key light fixed in camera
+    space (``key_light``) plus jitter — the lighting of the built-in prior's training images."""
+    key_light: tuple[float, float, float] = (-0.45, 0.55, 0.70)
+    """Direction towards the key light in camera space (x right, y up, z towards the viewer), for camera_key."""
+    light_jitter: float = 0.5
+    """Standard deviation of the Gaussian jitter added to the light direction before normalising."""
     normal_eps: float = 0.01
     """Finite-difference step for normals (scene units)."""
     chunk_rays: int = 8192
@@ -107,10 +114,16 @@ class VolumeRenderer(nn.Module):
         return Shading.TEXTURELESS if u[1] < self.cfg.textureless_prob else Shading.LAMBERTIAN
 
     def random_light(self, cams: CameraBatch, generator: torch.Generator) -> Float[Tensor, "B 3"]:
-        """Light directions near each camera (DreamFusion samples the light around the camera position)."""
-        eye = torch.nn.functional.normalize(cams.c2w[:, :3, 3], dim=-1)
-        jitter = 0.5 * torch.randn(eye.shape, generator=generator).to(eye.device)
-        return torch.nn.functional.normalize(eye + jitter, dim=-1)
+        """World-space directions towards the light for each camera (see ``RendererConfig.light``)."""
+        if self.cfg.light == "camera_key":
+            key = torch.nn.functional.normalize(
+                torch.tensor(self.cfg.key_light, device=cams.c2w.device), dim=0
+            )
+            base = cams.c2w[:, :3, :3] @ key
+        else:  # DreamFusion samples the light around the camera position
+            base = torch.nn.functional.normalize(cams.c2w[:, :3, 3], dim=-1)
+        jitter = self.cfg.light_jitter * torch.randn(base.shape, generator=generator).to(base.device)
+        return torch.nn.functional.normalize(base + jitter, dim=-1)
 
     def render(
         self,
