@@ -88,7 +88,7 @@ class Trainer:
         self.field = cfg.field.setup(self.device)
         self.renderer = cfg.renderer.setup(cfg.field.bound).to(self.device)
         self.sampler = cfg.cameras.setup()
-        self.guidance = cfg.guidance.setup(prior)
+        self.guidance = cfg.guidance.setup(prior, seed=cfg.train.seed)
         self.gens = {
             name: torch.Generator().manual_seed(seed * 1000 + i)
             for i, name in enumerate(("camera", "render", "guidance"))

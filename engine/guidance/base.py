@@ -109,8 +109,11 @@ def surrogate_loss(z: Float[Tensor, "B C h w"], grad: Float[Tensor, "B C h w"]) 
 class Guidance(ABC):
     """Base class: one instance per run, holding the prior and any method state (e.g. ESD's LoRA)."""
 
-    def __init__(self, prior: DiffusionPrior):
+    def __init__(self, prior: DiffusionPrior, fixed_noise_seed: int | None = None):
         self.prior = prior
+        self.fixed_noise_seed = fixed_noise_seed
+        """When set, :meth:`prompt_noise` returns the same ε every step (fixed-ε seeds)."""
+        self._fixed_noise: dict[tuple[int, ...], Tensor] = {}
 
     @abstractmethod
     def __call__(
@@ -126,6 +129,23 @@ class Guidance(ABC):
     def sample_noise(self, shape: torch.Size | tuple[int, ...], generator: torch.Generator) -> Tensor:
         """Fresh ε ~ N(0, I), drawn on the CPU generator so runs repeat across devices."""
         return torch.randn(tuple(shape), generator=generator).to(self.prior.device)
+
+    def prompt_noise(self, shape: torch.Size | tuple[int, ...], generator: torch.Generator) -> Tensor:
+        """ε of the prompt (conditional) term.
+
+        Fixed-ε seeds (LMC-SDS paper §4, "Increasing Sample Diversity"): with ``fixed_noise_seed`` set, the
+        same ε (drawn once from that seed, per shape) is used for the whole run while t stays random, so the
+        optimisation does not average over noise and different seeds give different assets. Otherwise a
+        fresh ε from ``generator``. The fixed ε is a pure function of (seed, shape), so a resumed run gets
+        it back without checkpointing it, and ``generator`` is not consumed (the other streams stay put).
+        """
+        if self.fixed_noise_seed is None:
+            return self.sample_noise(shape, generator)
+        key = tuple(int(s) for s in shape)
+        if key not in self._fixed_noise:
+            g = torch.Generator().manual_seed(self.fixed_noise_seed)
+            self._fixed_noise[key] = torch.randn(key, generator=g).to(self.prior.device)
+        return self._fixed_noise[key]
 
     def state_dict(self) -> dict[str, Any]:
         """Method state to checkpoint (none for stateless methods)."""

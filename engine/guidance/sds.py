@@ -40,12 +40,16 @@ class SDSConfig:
     """w(t): sds = 1 − ᾱ_t (DreamFusion), uniform = 1."""
     grad_clip: float | None = None
     """Clamp each element of the gradient to ±grad_clip (None: off)."""
+    fixed_noise: bool = False
+    """Fixed-ε seeds: keep the noise ε fixed for the whole run (seeded by ``train.seed``; t stays random).
+    Off by default for SDS: the LMC-SDS paper (§4) finds fixed ε often unstable with plain SDS."""
 
-    def setup(self, prior: DiffusionPrior) -> SDSGuidance:
+    def setup(self, prior: DiffusionPrior, seed: int = 0) -> SDSGuidance:
+        """The guidance for ``prior``; ``seed`` (the run's seed) seeds the fixed ε when ``fixed_noise``."""
         self.timesteps.validate()
         if self.guidance_scale < 0:
             raise ValueError(f"guidance_scale must be >= 0 (got {self.guidance_scale})")
-        return SDSGuidance(self, prior)
+        return SDSGuidance(self, prior, fixed_noise_seed=seed if self.fixed_noise else None)
 
 
 def cfg_noise(
@@ -58,8 +62,8 @@ def cfg_noise(
 
 
 class SDSGuidance(Guidance):
-    def __init__(self, cfg: SDSConfig, prior: DiffusionPrior):
-        super().__init__(prior)
+    def __init__(self, cfg: SDSConfig, prior: DiffusionPrior, fixed_noise_seed: int | None = None):
+        super().__init__(prior, fixed_noise_seed)
         self.cfg = cfg
 
     def __call__(
@@ -75,7 +79,7 @@ class SDSGuidance(Guidance):
         t = self.cfg.timesteps.sample(z.shape[0], prior.num_train_timesteps, step, total_steps, generator).to(
             z.device
         )
-        eps = self.sample_noise(z.shape, generator)
+        eps = self.prompt_noise(z.shape, generator)
         with torch.no_grad():
             z_t = prior.add_noise(z.detach(), eps, t)
             eps_hat, _, _ = cfg_noise(prior, z_t, t, text, self.cfg.guidance_scale)
