@@ -5,16 +5,20 @@ and the background is exactly the engine's default background colour (0.7 grey),
 
 Pipeline for B images, each its own object (:class:`~engine.world.scene.ObjectSpec`):
 
-1. rays at ``size × supersample`` are mapped into each object's local frame (inverse yaw, 1/scale);
-2. rays that miss the object's bounding ball are dropped; the rest are grouped by shape so every SDF
-   call sees one shape only, and traced from the ball's entry point (at most ``steps`` steps; finished
-   rays — hit or past the ball's exit — are compacted away as they finish);
+1. rays at ``size × supersample``; those that miss the object's bounding ball are dropped;
+2. the rest are grouped by shape, so every SDF call sees one shape only, mapped into the object's
+   local frame (inverse yaw, 1/scale) and sphere-traced from the ball's entry point (at most
+   ``steps`` steps; finished rays — hit or past the ball's exit — are compacted away). Points are
+   [3, N] (one contiguous row per coordinate): the SDF maths runs ~3× faster than on [N, 3];
 3. at the hit points: normals by central differences of the SDF, the albedo of the nearest part;
 4. shading ``albedo · (ambient + (1 − ambient) · max(0, n·l))``. The key light is fixed in **camera
    space** (:data:`KEY_LIGHT`, from the upper front-left of the viewer), so every view of an object is
    lit alike and darkness never signals "back view"; callers may jitter it per image;
-5. area-average downsampling: ``image = mean(fg) + (1 − coverage) · background``. Pixels no ray hit
-   therefore equal the background colour exactly.
+5. area averaging (subsamples summed into their output pixel):
+   ``image = mean(fg) + (1 − coverage) · background``, so pixels no ray hit equal the background exactly.
+
+Speed (2-core CPU, ``python -m engine.world --bench``): 64 mixed objects at 64×64 with 2×2 supersampling
+in ≈0.18 s, at 32×32 in ≈0.08–0.1 s.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ KEY_LIGHT: tuple[float, float, float] = (-0.45, 0.55, 0.70)
 """Direction *towards* the key light in camera space (x right, y up, z towards the viewer)."""
 AMBIENT = 0.35
 """Ambient share of the light; the rest is the key light's Lambertian term."""
+HIT_FOOTPRINT = 0.05
+"""A ray hits when its SDF distance is below this fraction of its subpixel's footprint (or 1e-3)."""
 
 _ALBEDO = {name: shape.albedo_table() for name, shape in SHAPES.items()}
 
@@ -57,48 +63,59 @@ class WorldRender:
 
 def sphere_trace(
     shape: Shape,
-    origins: Float[Tensor, "N 3"],
-    dirs: Float[Tensor, "N 3"],
+    origins: Float[Tensor, "3 N"],
+    dirs: Float[Tensor, "3 N"],
     t_near: Float[Tensor, " N"],
     t_far: Float[Tensor, " N"],
     janus: Bool[Tensor, " N"],
+    pixel_angle: Float[Tensor, " N"] | float = 0.0,
     steps: int = 48,
-    eps: float = 1.5e-3,
+    eps: float = 1e-3,
 ) -> tuple[Bool[Tensor, " N"], Float[Tensor, " N"]]:
-    """March rays along ``shape``'s SDF (local frame) → (hit, t). Finished rays are dropped as they finish."""
-    n = origins.shape[0]
+    """March rays along ``shape``'s SDF (local frame, one coordinate per row) → (hit, t).
+
+    ``pixel_angle`` is the angular size of a ray's (sub)pixel: a ray hits once the distance drops below
+    ``max(eps, HIT_FOOTPRINT · pixel_angle · t)``, so rays grazing a silhouette stop without crawling
+    along it (5% of a subpixel moves no edge visibly). Finished rays are compacted away every other step
+    (a finished ray stays finished: hits sit on the surface, misses are past ``t_far``).
+    """
+    n = origins.shape[1]
     hit = torch.zeros(n, dtype=torch.bool)
     t_hit = torch.zeros(n)
     idx = torch.arange(n)
-    o, d, t, tf, jn = origins, dirs, t_near.clone(), t_far, janus
+    tol = torch.as_tensor(pixel_angle, dtype=torch.float32).expand(n) * HIT_FOOTPRINT  # × t = tolerance
+    od = torch.cat([origins, dirs])  # [6, N]: compacted together
+    t, tf, jn, ha = t_near.clone(), t_far, janus, tol
     dist = torch.full((n,), math.inf)
-    for _ in range(steps):
+    for step in range(steps):
         if idx.numel() == 0:
             break
-        dist = shape.sdf(torch.addcmul(o, t[:, None], d), jn)
+        dist = shape.sdf(torch.addcmul(od[:3], t[None], od[3:]), jn)
         t = t + dist
-        converged = dist < eps
-        done = converged | (t > tf)
-        if bool(done.any()):
+        if step % 2 == 1 or step == steps - 1:
+            converged = dist < torch.clamp(ha * t, min=eps)
+            done = converged | (t > tf)
             hit[idx[converged]] = True
             t_hit[idx[converged]] = t[converged]
-            keep = ~done
-            idx, o, d, t, tf, jn, dist = idx[keep], o[keep], d[keep], t[keep], tf[keep], jn[keep], dist[keep]
+            keep = (~done).nonzero()[:, 0]
+            idx, t, tf, jn, ha, dist = (x[keep] for x in (idx, t, tf, jn, ha, dist))
+            od = od[:, keep]
     # Grazing rays that ran out of steps close to the surface count as hits.
-    close = dist < 20 * eps
+    close = dist < torch.clamp(4 * ha * t, min=4 * eps)
     hit[idx[close]] = True
     t_hit[idx[close]] = t[close]
     return hit, t_hit
 
 
 def sdf_normals(
-    shape: Shape, p: Float[Tensor, "N 3"], janus: Bool[Tensor, " N"], h: float = 1e-3
-) -> Float[Tensor, "N 3"]:
-    """Unit normals by central differences of the SDF (one batched call of 6N points)."""
-    offsets = torch.eye(3) * h
-    pts = torch.cat([p[None] + offsets[:, None], p[None] - offsets[:, None]]).reshape(-1, 3)
-    dist = shape.sdf(pts, janus.repeat(6)).reshape(2, 3, -1)
-    return F.normalize((dist[0] - dist[1]).T, dim=-1)
+    shape: Shape, p: Float[Tensor, "3 N"], janus: Bool[Tensor, " N"], h: float = 1e-3
+) -> Float[Tensor, "3 N"]:
+    """Unit normals by central differences of the SDF (one batched call on 6N points)."""
+    n = p.shape[1]
+    offsets = torch.cat([torch.eye(3), -torch.eye(3)]) * h  # [6, 3]
+    pts = (p[:, None, :] + offsets.T[:, :, None]).reshape(3, 6 * n)
+    dist = shape.sdf(pts, janus.repeat(6)).reshape(2, 3, n)
+    return F.normalize(dist[0] - dist[1], dim=0)
 
 
 def _yaw_matrices(yaw_deg: Float[Tensor, " B"]) -> Float[Tensor, "B 3 3"]:
@@ -136,50 +153,60 @@ def render_scenes(
     colour_of = torch.tensor([s.colour_idx for s in specs])
     janus_of = torch.tensor([s.janus for s in specs])
 
-    # Local frame: p_local = R(yaw)ᵀ p / scale; the row-vector form is p @ R. Distances scale by 1/scale.
-    rot = _yaw_matrices(yaw)
+    # Cull in the world frame: the object's bounding ball has radius BOUND_RADIUS·scale about the
+    # origin. For |o + t d| = r: t = −o·d ± sqrt((o·d)² − |o|² + r²).
     origins, dirs = camera_rays(cams, hi)
-    o_loc = (origins[:, 0, 0, None, :] @ rot)[:, 0] / scale[:, None]  # [B, 3]: one eye per image
-    d_loc = dirs.reshape(b, n_pix, 3) @ rot  # [B, P, 3], unit length
-    light_loc = (torch.einsum("bij,bj->bi", cams.c2w[:, :3, :3], light_dirs)[:, None] @ rot)[:, 0]
+    eye, dirs = origins[:, 0, 0], dirs.reshape(b, n_pix, 3)
+    od = (dirs * eye[:, None]).sum(-1)  # [B, P]
+    disc = od * od - ((eye * eye).sum(-1) - (BOUND_RADIUS * scale) ** 2)[:, None]
+    candidates = ((disc > 0) & (od < 0)).reshape(-1).nonzero()[:, 0]
+    od, disc, dirs = od.reshape(-1)[candidates], disc.reshape(-1)[candidates], dirs.reshape(-1, 3)[candidates]
 
-    # Bounding ball |o + t d| = R: t = −o·d ± sqrt((o·d)² − |o|² + R²).
-    od = (d_loc @ o_loc[:, :, None])[..., 0]  # [B, P]
-    disc = od * od - (o_loc * o_loc).sum(-1, keepdim=True) + BOUND_RADIUS**2
-    root = disc.clamp(min=0.0).sqrt()
-    t_near, t_far = (-od - root).clamp(min=0.0), -od + root
-    candidates = ((disc > 0) & (t_far > 0)).reshape(-1).nonzero()[:, 0]
+    # Local frame: p_local = R(yaw)ᵀ p / scale, so local distances are world distances / scale.
+    yaw_rad = torch.deg2rad(yaw)
+    cos, sin = torch.cos(yaw_rad), torch.sin(yaw_rad)
+    rot = _yaw_matrices(yaw)
+    eye_loc = (eye[:, None] @ rot)[:, 0] / scale[:, None]
+    light_world = torch.einsum("bij,bj->bi", cams.c2w[:, :3, :3], light_dirs)
+    light_loc = (light_world[:, None] @ rot)[:, 0]
+    # Angular size of a subpixel (the same in both frames).
+    pixel_angle = 2.0 * torch.tan(cams.fov / 2) / hi
 
-    rgb = torch.zeros(b * n_pix, 3)
-    cover = torch.zeros(b * n_pix)
-    depth = torch.zeros(b * n_pix)
-    img_of_ray = candidates // n_pix
+    # Per output pixel: sums over its ss×ss subsamples of (r, g, b, hit, depth), filled by index_add_.
+    sums = torch.zeros(b * size * size, 5)
+    class_of_ray = shape_of[candidates // n_pix]
     for k, name in enumerate(CLASS_NAMES):
-        sel = candidates[shape_of[img_of_ray] == k]
-        if sel.numel() == 0:
+        pick = (class_of_ray == k).nonzero()[:, 0]
+        if pick.numel() == 0:
             continue
-        shape, img = SHAPES[name], sel // n_pix
-        o, d, jn = o_loc[img], d_loc.reshape(-1, 3)[sel], janus_of[img]
-        hit, t = sphere_trace(shape, o, d, t_near.reshape(-1)[sel], t_far.reshape(-1)[sel], jn, steps)
-        sel, img, o, d, jn, t = sel[hit], img[hit], o[hit], d[hit], jn[hit], t[hit]
-        p = torch.addcmul(o, t[:, None], d)
+        shape, sel = SHAPES[name], candidates[pick]
+        img = sel // n_pix
+        dw, c, s_ = dirs[pick].T, cos[img], sin[img]
+        d = torch.stack([c * dw[0] + s_ * dw[1], c * dw[1] - s_ * dw[0], dw[2]])
+        o, jn, sc = eye_loc[img].T, janus_of[img], scale[img]
+        root = disc[pick].sqrt()
+        t_near, t_far = (-od[pick] - root).clamp(min=0.0) / sc, (-od[pick] + root) / sc
+        hit, t = sphere_trace(shape, o, d, t_near, t_far, jn, pixel_angle[img], steps)
+        sel, img, o, d, jn, t = sel[hit], img[hit], o[:, hit], d[:, hit], jn[hit], t[hit]
+        p = torch.addcmul(o, t[None], d)
         normal = sdf_normals(shape, p, jn)
-        part = shape.parts(p, jn).argmin(dim=-1)
+        part = shape.parts(p, jn).argmin(dim=0)
         albedo = _ALBEDO[name][colour_of[img], part]
-        lambert = (normal * light_loc[img]).sum(-1).clamp(min=0.0)
-        rgb[sel] = albedo * (AMBIENT + (1.0 - AMBIENT) * lambert)[:, None]
-        cover[sel] = 1.0
-        depth[sel] = t * scale[img]  # world units
+        lambert = (normal * light_loc[img].T).sum(0).clamp(min=0.0)
+        rgb = albedo * (AMBIENT + (1.0 - AMBIENT) * lambert)[:, None]
+        values = torch.cat([rgb, torch.ones_like(t)[:, None], (t * scale[img])[:, None]], dim=1)
+        row, col = (sel % n_pix) // hi, sel % hi
+        pixel = (img * size + row // supersample) * size + col // supersample
+        sums.index_add_(0, pixel, values)
 
-    def down(x: Tensor) -> Tensor:
-        img = x.reshape(b, hi, hi, -1).permute(0, 3, 1, 2)
-        return F.avg_pool2d(img, supersample) if supersample > 1 else img
-
-    fg, coverage, depth_sum = down(rgb), down(cover), down(depth)
+    # Area average: image = mean(foreground) + (1 − coverage) · background, exact where nothing was hit.
+    sums = sums.reshape(b, size, size, 5).permute(0, 3, 1, 2)
+    n_sub = float(supersample * supersample)
+    coverage = sums[:, 3:4] / n_sub
     bg = torch.tensor(BACKGROUND, dtype=torch.float32)[None, :, None, None]
-    images = (fg + (1.0 - coverage) * bg).clamp(0.0, 1.0)
-    mean_depth = torch.where(coverage > 0, depth_sum / coverage.clamp(min=1e-8), torch.zeros_like(depth_sum))
-    return WorldRender(images.contiguous(), coverage.contiguous(), mean_depth.contiguous())
+    images = (sums[:, :3] / n_sub + (1.0 - coverage) * bg).clamp(0.0, 1.0)
+    depth = torch.where(coverage > 0, sums[:, 4:5] / sums[:, 3:4].clamp(min=1.0), torch.zeros_like(coverage))
+    return WorldRender(images.contiguous(), coverage.contiguous(), depth.contiguous())
 
 
 def render_object(

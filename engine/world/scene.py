@@ -54,65 +54,76 @@ LIGHT_WOOD: RGB = (0.80, 0.60, 0.35)
 GLASS: RGB = (0.60, 0.85, 1.00)
 
 
-# --- SDF building blocks (Inigo Quilez's formulas; p is [N, 3]) -------------------------------------
+# --- SDF building blocks (Inigo Quilez's formulas) ---------------------------------------------------
+# Points are [3, N] tensors (structure of arrays): each coordinate is a contiguous row, which makes
+# the element-wise maths several times faster on a CPU than [N, 3] rows.
 
 
-def _length2(a: Tensor, b: Tensor) -> Tensor:
+def _len2(a: Tensor, b: Tensor) -> Tensor:
     return torch.sqrt(a * a + b * b)
 
 
-def sd_sphere(p: Float[Tensor, "N 3"], r: float) -> Float[Tensor, " N"]:
-    return p.norm(dim=-1) - r
+def _len3(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    return torch.sqrt(a * a + b * b + c * c)
+
+
+def sd_sphere(x: Tensor, y: Tensor, z: Tensor, r: float) -> Tensor:
+    return _len3(x, y, z) - r
 
 
 def sd_box(
-    p: Float[Tensor, "N 3"], half: tuple[float, float, float], rounding: float = 0.0
-) -> Float[Tensor, " N"]:
-    q = p.abs() - p.new_tensor(half) + rounding
-    outside = q.clamp(min=0.0).norm(dim=-1)
-    inside = q.amax(dim=-1).clamp(max=0.0)
+    x: Tensor, y: Tensor, z: Tensor, half: tuple[float, float, float], rounding: float = 0.0
+) -> Tensor:
+    """Axis-aligned box centred on the origin (edges rounded by ``rounding``)."""
+    qx, qy, qz = (
+        x.abs() - (half[0] - rounding),
+        y.abs() - (half[1] - rounding),
+        z.abs() - (half[2] - rounding),
+    )
+    outside = _len3(qx.clamp(min=0.0), qy.clamp(min=0.0), qz.clamp(min=0.0))
+    inside = torch.maximum(torch.maximum(qx, qy), qz).clamp(max=0.0)
     return outside + inside - rounding
 
 
-def sd_cylinder_z(p: Float[Tensor, "N 3"], r: float, half_h: float) -> Float[Tensor, " N"]:
-    dx = _length2(p[:, 0], p[:, 1]) - r
-    dz = p[:, 2].abs() - half_h
-    return torch.clamp(torch.maximum(dx, dz), max=0.0) + _length2(dx.clamp(min=0.0), dz.clamp(min=0.0))
+def sd_cylinder_z(x: Tensor, y: Tensor, z: Tensor, r: float, half_h: float) -> Tensor:
+    dx = _len2(x, y) - r
+    dz = z.abs() - half_h
+    return torch.maximum(dx, dz).clamp(max=0.0) + _len2(dx.clamp(min=0.0), dz.clamp(min=0.0))
 
 
 def sd_capped_cone(radial: Tensor, axial: Tensor, half_h: float, r_base: float, r_top: float) -> Tensor:
     """Capped cone along an axis: base radius at axial = −half_h, top radius at +half_h."""
     qx, qy = radial, axial
-    cap_r = torch.where(qy < 0.0, torch.full_like(qy, r_base), torch.full_like(qy, r_top))
-    ca_x = qx - torch.minimum(qx, cap_r)
+    ca_x = qx - torch.minimum(qx, torch.where(qy < 0.0, r_base, r_top))
     ca_y = qy.abs() - half_h
     k1x, k1y = r_top, half_h
     k2x, k2y = r_top - r_base, 2.0 * half_h
     h = (((k1x - qx) * k2x + (k1y - qy) * k2y) / (k2x * k2x + k2y * k2y)).clamp(0.0, 1.0)
     cb_x = qx - k1x + k2x * h
     cb_y = qy - k1y + k2y * h
-    sign = torch.where((cb_x < 0.0) & (ca_y < 0.0), -1.0, 1.0)
-    return sign * torch.sqrt(torch.minimum(ca_x * ca_x + ca_y * ca_y, cb_x * cb_x + cb_y * cb_y))
+    dist = torch.sqrt(torch.minimum(ca_x * ca_x + ca_y * ca_y, cb_x * cb_x + cb_y * cb_y))
+    return torch.where((cb_x < 0.0) & (ca_y < 0.0), -dist, dist)
 
 
 def _slope(lateral: Tensor, z: Tensor, half_w: float, z_base: float, height: float) -> Tensor:
     """Signed distance to the sloped plane through (half_w, z_base) and (0, z_base + height)."""
-    return (lateral * height + (z - z_base) * half_w - half_w * height) / math.hypot(height, half_w)
+    k = 1.0 / math.hypot(height, half_w)
+    return lateral * (height * k) + z * (half_w * k) - (z_base * half_w + half_w * height) * k
 
 
-def sd_pyramid(p: Float[Tensor, "N 3"], half_w: float, z_base: float, height: float) -> Float[Tensor, " N"]:
+def sd_pyramid(x: Tensor, y: Tensor, z: Tensor, half_w: float, z_base: float, height: float) -> Tensor:
     """Square pyramid (max of its five face planes)."""
-    x, y, z = p.abs()[:, 0], p.abs()[:, 1], p[:, 2]
-    sides = torch.maximum(_slope(x, z, half_w, z_base, height), _slope(y, z, half_w, z_base, height))
+    sides = _slope(torch.maximum(x.abs(), y.abs()), z, half_w, z_base, height)
     return torch.maximum(sides, z_base - z)
 
 
 def sd_gable_roof(
-    p: Float[Tensor, "N 3"], half_x: float, half_y: float, z_base: float, height: float
-) -> Float[Tensor, " N"]:
+    x: Tensor, y: Tensor, z: Tensor, half_x: float, half_y: float, z_base: float, height: float
+) -> Tensor:
     """Triangular prism with its ridge along X (max of its five face planes)."""
-    x, y, z = p[:, 0].abs(), p[:, 1].abs(), p[:, 2]
-    return torch.maximum(torch.maximum(x - half_x, z_base - z), _slope(y, z, half_y, z_base, height))
+    return torch.maximum(
+        torch.maximum(x.abs() - half_x, z_base - z), _slope(y.abs(), z, half_y, z_base, height)
+    )
 
 
 # --- Shapes -----------------------------------------------------------------------------------------
@@ -126,11 +137,11 @@ class Shape(ABC):
     part_names: tuple[str, ...] = ("body",)
 
     @abstractmethod
-    def parts(self, p: Float[Tensor, "N 3"], janus: Bool[Tensor, " N"]) -> Float[Tensor, "N P"]:
-        """Signed distance of each part, local frame."""
+    def parts(self, p: Float[Tensor, "3 N"], janus: Bool[Tensor, " N"]) -> Float[Tensor, "P N"]:
+        """Signed distance of each part at local points ``p`` (one coordinate per row)."""
 
-    def sdf(self, p: Float[Tensor, "N 3"], janus: Bool[Tensor, " N"]) -> Float[Tensor, " N"]:
-        return self.parts(p, janus).amin(dim=-1)
+    def sdf(self, p: Float[Tensor, "3 N"], janus: Bool[Tensor, " N"]) -> Float[Tensor, " N"]:
+        return self.parts(p, janus).amin(dim=0)
 
     def part_colours(self, colour: str) -> tuple[RGB, ...]:
         """Albedo of each part for an object of the named colour (default: every part that colour)."""
@@ -144,32 +155,32 @@ class Shape(ABC):
 class Primitive(Shape):
     """A single-part shape: the SDF is evaluated directly."""
 
-    def parts(self, p: Float[Tensor, "N 3"], janus: Bool[Tensor, " N"]) -> Float[Tensor, "N P"]:
-        return self.sdf(p, janus)[:, None]
+    def parts(self, p: Float[Tensor, "3 N"], janus: Bool[Tensor, " N"]) -> Float[Tensor, "P N"]:
+        return self.sdf(p, janus)[None]
 
     @abstractmethod
-    def sdf(self, p: Float[Tensor, "N 3"], janus: Bool[Tensor, " N"]) -> Float[Tensor, " N"]: ...
+    def sdf(self, p: Float[Tensor, "3 N"], janus: Bool[Tensor, " N"]) -> Float[Tensor, " N"]: ...
 
 
 class Sphere(Primitive):
     name = "sphere"
 
     def sdf(self, p: Tensor, janus: Tensor) -> Tensor:
-        return sd_sphere(p, 0.52)
+        return sd_sphere(*p, 0.52)
 
 
 class Cube(Primitive):
     name = "cube"
 
     def sdf(self, p: Tensor, janus: Tensor) -> Tensor:
-        return sd_box(p, (0.38, 0.38, 0.38), rounding=0.025)
+        return sd_box(*p, (0.38, 0.38, 0.38), rounding=0.025)
 
 
 class Cylinder(Primitive):
     name = "cylinder"
 
     def sdf(self, p: Tensor, janus: Tensor) -> Tensor:
-        return sd_cylinder_z(p, 0.40, 0.42)
+        return sd_cylinder_z(*p, 0.40, 0.42)
 
 
 class Cone(Primitive):
@@ -177,7 +188,7 @@ class Cone(Primitive):
 
     def sdf(self, p: Tensor, janus: Tensor) -> Tensor:
         # Apex at z = 0.55, base radius 0.45 at z = -0.4.
-        return sd_capped_cone(_length2(p[:, 0], p[:, 1]), p[:, 2] - 0.075, 0.475, 0.45, 0.0)
+        return sd_capped_cone(_len2(p[0], p[1]), p[2] - 0.075, 0.475, 0.45, 0.0)
 
 
 class Torus(Primitive):
@@ -186,23 +197,21 @@ class Torus(Primitive):
     """Tilted about X so the ring reads as a ring from the usual elevations."""
 
     def sdf(self, p: Tensor, janus: Tensor) -> Tensor:
+        x, y, z = p
         c, s = math.cos(self.tilt), math.sin(self.tilt)
-        y = c * p[:, 1] + s * p[:, 2]
-        z = -s * p[:, 1] + c * p[:, 2]
-        return _length2(_length2(p[:, 0], y) - 0.42, z) - 0.16
+        return _len2(_len2(x, c * y + s * z) - 0.42, c * z - s * y) - 0.16
 
 
 class Pyramid(Primitive):
     name = "pyramid"
 
     def sdf(self, p: Tensor, janus: Tensor) -> Tensor:
-        return sd_pyramid(p, 0.42, -0.38, 0.93)
+        return sd_pyramid(*p, 0.42, -0.38, 0.93)
 
 
-def _feature_frame(p: Float[Tensor, "N 3"], janus: Bool[Tensor, " N"]) -> Float[Tensor, "N 3"]:
-    """Coordinates for front features: Janus objects mirror the −Y half onto +Y."""
-    y = torch.where(janus, -p[:, 1].abs(), p[:, 1])
-    return torch.stack([p[:, 0], y, p[:, 2]], dim=-1)
+def _feature_y(y: Tensor, janus: Tensor) -> Tensor:
+    """The y used for front features: Janus objects mirror the −Y half onto +Y."""
+    return torch.where(janus, -y.abs(), y)
 
 
 class Snowman(Shape):
@@ -214,24 +223,17 @@ class Snowman(Shape):
     head_z, head_r = 0.38, 0.17
 
     def parts(self, p: Tensor, janus: Tensor) -> Tensor:
+        x, y, z = p
         body = torch.minimum(
-            torch.minimum(
-                sd_sphere(p - p.new_tensor([0.0, 0.0, -0.32]), 0.30),
-                sd_sphere(p - p.new_tensor([0.0, 0.0, 0.06]), 0.23),
-            ),
-            sd_sphere(p - p.new_tensor([0.0, 0.0, self.head_z]), self.head_r),
+            torch.minimum(sd_sphere(x, y, z + 0.32, 0.30), sd_sphere(x, y, z - 0.06, 0.23)),
+            sd_sphere(x, y, z - self.head_z, self.head_r),
         )
-        f = _feature_frame(p, janus)
-        # Nose: cone along −Y from inside the head (base) to its tip, 0.2 in front of the head.
-        radial = _length2(f[:, 0], f[:, 2] - self.head_z)
-        nose = sd_capped_cone(radial, -(f[:, 1] + 0.25), 0.11, 0.055, 0.0)
-        mirrored = torch.stack([f[:, 0].abs(), f[:, 1], f[:, 2]], dim=-1)
-        eyes = sd_sphere(mirrored - p.new_tensor([0.065, -0.145, self.head_z + 0.06]), 0.037)
-        buttons = torch.minimum(
-            sd_sphere(f - p.new_tensor([0.0, -0.215, 0.13]), 0.036),
-            sd_sphere(f - p.new_tensor([0.0, -0.22, 0.0]), 0.036),
-        )
-        return torch.stack([body, nose, eyes, buttons], dim=-1)
+        fy, ax = _feature_y(y, janus), x.abs()
+        # Nose: a cone along −Y from inside the head (its base) to the tip, 0.19 in front of the head.
+        nose = sd_capped_cone(_len2(x, z - self.head_z), -(fy + 0.25), 0.11, 0.055, 0.0)
+        eyes = sd_sphere(ax - 0.065, fy + 0.145, z - (self.head_z + 0.06), 0.037)
+        buttons = torch.minimum(sd_sphere(x, fy + 0.215, z - 0.13, 0.036), sd_sphere(x, fy + 0.22, z, 0.036))
+        return torch.stack([body, nose, eyes, buttons])
 
     def part_colours(self, colour: str) -> tuple[RGB, ...]:
         return (SNOW, CARROT, COAL, COAL)
@@ -247,15 +249,15 @@ class House(Shape):
     body_z = -0.16  # centre of the body; the walls span z ∈ [-0.42, 0.10]
 
     def parts(self, p: Tensor, janus: Tensor) -> Tensor:
+        x, y, z = p
         hx, hy, hz = self.body_half
         top, bottom = self.body_z + hz, self.body_z - hz
-        body = sd_box(p - p.new_tensor([0.0, 0.0, self.body_z]), self.body_half, rounding=0.01)
-        roof = sd_gable_roof(p, hx + 0.05, hy + 0.07, top, 0.42)
-        f = _feature_frame(p, janus)
-        door = sd_box(f - p.new_tensor([0.0, -hy, bottom + 0.15]), (0.085, 0.02, 0.15))
-        mirrored = torch.stack([f[:, 0].abs(), f[:, 1], f[:, 2]], dim=-1)
-        windows = sd_box(mirrored - p.new_tensor([0.26, -hy, self.body_z + 0.06]), (0.08, 0.02, 0.075))
-        return torch.stack([body, roof, door, windows], dim=-1)
+        body = sd_box(x, y, z - self.body_z, self.body_half, rounding=0.01)
+        roof = sd_gable_roof(x, y, z, hx + 0.05, hy + 0.07, top, 0.42)
+        fy = _feature_y(y, janus) + hy
+        door = sd_box(x, fy, z - (bottom + 0.15), (0.085, 0.02, 0.15))
+        windows = sd_box(x.abs() - 0.26, fy, z - (self.body_z + 0.06), (0.08, 0.02, 0.075))
+        return torch.stack([body, roof, door, windows])
 
     def part_colours(self, colour: str) -> tuple[RGB, ...]:
         roof = BROWN if colour in ("blue", "purple", "black", "white") else SLATE
