@@ -7,10 +7,8 @@ config and timings), ``previews/`` and the resumable ``checkpoint.pt``. With ``-
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import platform
 import signal
 import sys
 import threading
@@ -69,6 +67,13 @@ def build_parser() -> tuple[OneLineParser, list[str]]:
     parser.add_argument(
         "--preset", default="fast", help=f"settings preset: {', '.join(PRESETS)} (default fast)"
     )
+    parser.add_argument(
+        "--seeds",
+        help="comma-separated seeds, one asset each (e.g. 1,2,3; assets get an _s<seed> suffix); default: --train.seed",
+    )
+    parser.add_argument(
+        "--variants", type=int, default=1, help="K assets from seeds train.seed … train.seed+K-1 (default 1)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -105,7 +110,11 @@ def _run(args, paths: list[str]) -> int:
     cfg = build_config(args.prompt, args.method, args.prior, args.preset, overrides_from(args, paths))
     out = OutputPaths.from_arg(args.out)
     out.check_writable()
-    if args.resume and not (out.run_dir / "checkpoint.pt").exists():
+    from engine.job import Job, run_variant, variant_seeds
+
+    job = Job(cfg, variant_seeds(cfg.train.seed, _parse_seeds(args.seeds), args.variants))
+    variants = job.variants(out.asset, out.run_dir)
+    if args.resume and not any((v.run_dir / "checkpoint.pt").exists() for v in variants):
         raise ValueError(f"--resume: no checkpoint in {out.run_dir}")
     device = resolve_device(cfg.train.device)
 
@@ -117,10 +126,8 @@ def _run(args, paths: list[str]) -> int:
     prior.vocabulary_check(cfg.prompt)
     t_load = time.perf_counter() - t0
 
-    from engine.train import Callbacks, Trainer
+    from engine.train import Callbacks
 
-    previews = out.run_dir / "previews"
-    previews.mkdir(parents=True, exist_ok=True)
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -133,61 +140,52 @@ def _run(args, paths: list[str]) -> int:
             bar.set_postfix(loss=f"{p.loss:.4g}", t=f"{p.t:.2f}", refresh=False)
             bar.refresh()
 
-    def on_preview(step: int, img) -> None:
-        from PIL import Image
-
-        Image.fromarray(img).save(previews / f"step_{step:05d}.png")
-
-    trainer = Trainer(cfg, prior, out.run_dir, Callbacks(on_progress=on_progress, on_preview=on_preview))
-    if args.resume:
-        trainer.load_checkpoint()
-        if bar is not None:
-            bar.n = trainer.step
-
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())  # Ctrl-C: checkpoint, then stop
-    t1 = time.perf_counter()
     try:
-        result = trainer.run(cancel)
+        for v in variants:
+            resume = args.resume and (v.run_dir / "checkpoint.pt").exists()
+            if bar is not None:
+                bar.reset(total=cfg.train.steps)
+                bar.set_description(f"{cfg.prompt[:32]} s{v.seed}" if len(variants) > 1 else cfg.prompt[:40])
+            previews = v.run_dir / "previews"
+            previews.mkdir(parents=True, exist_ok=True)
+            callbacks = Callbacks(on_progress=on_progress, on_preview=_preview_writer(previews))
+            r = run_variant(job.config_for(v), prior, v, callbacks, cancel, resume, t_load)
+            if r.status == "cancelled":
+                print(
+                    f"stopped at step {r.step} of seed {v.seed}; continue with --resume (checkpoint in {v.run_dir})",
+                    file=sys.stderr,
+                )
+                return EXIT_INTERRUPTED
+            sec = r.record["seconds"]
+            print(
+                f"wrote {v.asset} ({r.record['mesh']['faces']} faces) in {sec['train'] + sec['export']:.0f}s; "
+                f"run folder {v.run_dir}"
+            )
     finally:
         signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
-    t_train = time.perf_counter() - t1
-    if result.status == "cancelled":
-        print(
-            f"stopped at step {result.step}; continue with --resume (checkpoint in {out.run_dir})",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-
-    from engine.export import export_asset
-
-    t2 = time.perf_counter()
-    exported = export_asset(trainer.field, cfg.export, out.asset)
-    t_export = time.perf_counter() - t2
-    import torch
-
-    record = {
-        "config": cfg.to_dict(),
-        "prior": prior.name,
-        "device": str(device),
-        "asset": str(out.asset),
-        "final_loss": result.final_loss,
-        "seconds": {"prior_load": t_load, "train": t_train, "export": t_export},
-        "mesh": {"vertices": exported.n_vertices, "faces": exported.n_faces},
-        "export": exported.to_dict(),
-        "versions": {
-            "engine": engine.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-    }
-    (out.run_dir / "run.json").write_text(json.dumps(record, indent=2))
-    print(
-        f"wrote {out.asset} ({exported.n_faces} faces) in {t_train + t_export:.0f}s; run folder {out.run_dir}"
-    )
     return 0
+
+
+def _parse_seeds(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 1,2,3") from None
+
+
+def _preview_writer(folder: Path):
+    def on_preview(step: int, img) -> None:
+        from PIL import Image
+
+        Image.fromarray(img).save(folder / f"step_{step:05d}.png")
+
+    return on_preview
 
 
 def main() -> None:

@@ -77,6 +77,17 @@ def test_cli_runs_end_to_end_and_records_the_config(tiny_pixel_prior_dir, tmp_pa
     assert r2.returncode == 0, r2.stderr
 
 
+def test_several_seeds_give_one_asset_each(tiny_pixel_prior_dir, tmp_path):
+    out = tmp_path / "cube.glb"
+    r = generate("a red cube", "--out", str(out), "--prior", str(tiny_pixel_prior_dir), "--seeds", "3,7", *FAST)
+    assert r.returncode == 0, r.stderr
+    for seed in (3, 7):
+        assert (tmp_path / f"cube_s{seed}.glb").read_bytes()[:4] == b"glTF"
+        run = json.loads((tmp_path / "cube_run" / f"seed_{seed}" / "run.json").read_text())
+        assert run["seed"] == seed and run["config"]["train"]["seed"] == seed
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "args,needle",
     [
@@ -90,6 +101,10 @@ def test_cli_runs_end_to_end_and_records_the_config(tiny_pixel_prior_dir, tmp_pa
         (["a cube", "--out", "x.txt"], "give a .glb file or a folder"),
         (["a cube", "--out", "x.glb", "--steps", "many"], "invalid int value"),
         (["a cube", "--out", "x.glb", "--guidance.weighting", "cubic"], "invalid choice"),
+        (["a cube", "--out", "x.glb", "--seeds", "1,b"], "--seeds '1,b': give comma-separated integers"),
+        (["a cube", "--out", "x.glb", "--seeds", "1,1"], "seeds must be distinct"),
+        (["a cube", "--out", "x.glb", "--seeds", "1,2", "--variants", "2"], "either seeds or variants"),
+        (["a cube", "--out", "x.glb", "--variants", "99"], "the limit is 16"),
         (
             ["a cube", "--out", "x.glb", "--export.texture-size", "1000"],
             "texture-size must be a power of two",
