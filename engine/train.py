@@ -136,7 +136,9 @@ class Trainer:
         out = self.renderer.render(
             self.field, cams.to(self.device), cfg.train.render_size, shading, light, self.gens["render"]
         )
-        g = self.guidance(out.rgb, self.prompt_embeddings(cams), step, total, self.gens["guidance"])
+        g = self.guidance(
+            out.rgb, self.prompt_embeddings(cams), step, total, self.gens["guidance"], cameras=cams.c2w
+        )
         loss = g.loss
         if not torch.isfinite(loss.detach()):
             raise TrainingDiverged(
@@ -160,6 +162,7 @@ class Trainer:
             "grad_norm": g.grad_norm,
             "t": float(g.t.float().mean()) / self.prior.num_train_timesteps,
             "samples": out.n_samples_evaluated,
+            **g.extras,  # method-specific scalars, e.g. ESD's ε_ψ loss
         }
 
     def run(self, cancel: threading.Event | None = None) -> TrainResult:

@@ -123,8 +123,14 @@ class Guidance(ABC):
         step: int,
         total_steps: int,
         generator: torch.Generator,
+        *,
+        cameras: Float[Tensor, "B 4 4"] | None = None,
     ) -> GuidanceOutput:
-        """Surrogate loss for rendered ``images`` (RGB in [0, 1], differentiable)."""
+        """Surrogate loss for rendered ``images`` (RGB in [0, 1], differentiable).
+
+        ``cameras`` are the camera-to-world matrices the images were rendered from; methods that learn a
+        camera-conditioned model of the renders (ESD, VSD) need them, the others ignore them.
+        """
 
     def sample_noise(self, shape: torch.Size | tuple[int, ...], generator: torch.Generator) -> Tensor:
         """Fresh ε ~ N(0, I), drawn on the CPU generator so runs repeat across devices."""

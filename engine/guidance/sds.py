@@ -73,8 +73,10 @@ class SDSGuidance(Guidance):
         step: int,
         total_steps: int,
         generator: torch.Generator,
+        *,
+        cameras: Float[Tensor, "B 4 4"] | None = None,
     ) -> GuidanceOutput:
-        prior = self.prior
+        prior = self.prior  # SDS has no use for the cameras
         z = prior.encode_images(images)
         t = self.cfg.timesteps.sample(z.shape[0], prior.num_train_timesteps, step, total_steps, generator).to(
             z.device

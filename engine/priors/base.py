@@ -21,6 +21,8 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
+    from engine.priors.lora import LoRADenoiser
+
 
 def resize_square(rgb: Float[Tensor, "B C H W"], size: int) -> Float[Tensor, "B C size size"]:
     """Bilinear resize to ``size``×``size`` (antialiased when shrinking); differentiable; no-op if already there."""
@@ -188,6 +190,17 @@ class DiffusionPrior(ABC):
     def unet(self) -> UNet2DConditionModel:
         """The diffusers ``UNet2DConditionModel`` (frozen). ESD attaches a LoRA to it with peft."""
         return self._unet
+
+    def make_lora_model(self, rank: int = 4, camera_hidden: int = 64) -> LoRADenoiser:
+        """A trainable ε_ψ(x_t, t, c, y) for ESD / VSD on this prior's UNet (see :mod:`engine.priors.lora`).
+
+        LoRA adapters of ``rank`` on the attention projections plus a camera MLP (hidden width
+        ``camera_hidden``) into the time embedding; the adapters are active only inside ε_ψ's own calls,
+        so :meth:`predict_noise` stays the frozen prior.
+        """
+        from engine.priors.lora import LoRADenoiser
+
+        return LoRADenoiser(self, rank=rank, camera_hidden=camera_hidden)
 
     def predict_noise(
         self,
