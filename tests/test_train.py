@@ -26,7 +26,7 @@ def prior(tiny_pixel_prior_dir):
     return PixelPriorConfig(str(tiny_pixel_prior_dir)).setup("cpu")
 
 
-def small_config(steps=12, **extra):
+def small_config(steps=12, method="sds", **extra):
     overrides = {
         **SMALL_GRID,
         "train.steps": steps,
@@ -39,7 +39,7 @@ def small_config(steps=12, **extra):
         "export.resolution": 32,
         **extra,
     }
-    return build_config("a red cube", prior="unused", overrides=overrides)
+    return build_config("a red cube", method=method, prior="unused", overrides=overrides)
 
 
 def test_field_and_renderer_learn_a_fixed_target():
@@ -105,6 +105,24 @@ def test_sds_run_checkpoints_resumes_exactly_and_writes_a_mesh(prior, tmp_path):
     assert len(mesh.faces) > 0
     write_glb(mesh, tmp_path / "out.glb")
     assert (tmp_path / "out.glb").read_bytes()[:4] == b"glTF"
+
+
+def test_esd_run_resumes_exactly_with_its_eps_psi(prior, tmp_path):
+    """ESD's state (LoRA, camera MLP, their AdamW) is checkpointed: stop + resume = a straight run."""
+    full = Trainer(small_config(steps=8, method="esd"), prior, tmp_path / "full")
+    assert full.run().status == "finished"
+    cancel = threading.Event()
+    stopper = Callbacks(on_progress=lambda p: cancel.set() if p.step == 4 else None)
+    assert Trainer(small_config(steps=8, method="esd"), prior, tmp_path / "part", stopper).run(cancel).step == 4
+    resumed = Trainer(small_config(steps=8, method="esd"), prior, tmp_path / "part")
+    assert resumed.load_checkpoint() == 4
+    assert resumed.run().status == "finished"
+    for (name, a), b in zip(full.field.state_dict().items(), resumed.field.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    psi_full, psi_resumed = full.guidance.state_dict(), resumed.guidance.state_dict()
+    for name, a in psi_full["eps_psi"].items():
+        assert torch.allclose(a, psi_resumed["eps_psi"][name], atol=1e-6), name
+    assert psi_full["optimizer"]["state"][0]["step"] == psi_resumed["optimizer"]["state"][0]["step"] == 8
 
 
 def test_same_seed_same_result_different_seed_different(prior, tmp_path):

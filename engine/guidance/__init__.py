@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from engine.guidance.base import Guidance, GuidanceOutput, PromptEmbeddings, TimestepConfig
+from engine.guidance.esd import ESDConfig, ESDGuidance, VSDConfig
 from engine.guidance.sds import SDSConfig, SDSGuidance
 
-GuidanceConfig = SDSConfig
+GuidanceConfig = SDSConfig | ESDConfig
 """Union of every method's config (grows as methods are added)."""
 
-METHODS: dict[str, type[GuidanceConfig]] = {"sds": SDSConfig}
+METHODS: dict[str, type[GuidanceConfig]] = {
+    "sds": SDSConfig,
+    "esd": ESDConfig,
+    "vsd": VSDConfig,  # ESD with λ = 0: a preset, the same implementation
+}
 """Method name (CLI ``--method``, server ``method``) → its config class with that method's defaults."""
 
 
@@ -22,6 +27,8 @@ def method_config(name: str) -> GuidanceConfig:
 
 __all__ = [
     "METHODS",
+    "ESDConfig",
+    "ESDGuidance",
     "Guidance",
     "GuidanceConfig",
     "GuidanceOutput",
@@ -29,5 +36,6 @@ __all__ = [
     "SDSConfig",
     "SDSGuidance",
     "TimestepConfig",
+    "VSDConfig",
     "method_config",
 ]
