@@ -91,6 +91,13 @@ def add_config_flags(
         if dataclasses.is_dataclass(tp):
             paths += add_config_flags(parser, tp, skip, path + ".")
             continue
+        members = typing.get_args(tp)
+        if members and all(dataclasses.is_dataclass(m) for m in members):
+            # A union of configs (the guidance methods): one flag per field of any member, help from the
+            # first member that has it; a field the chosen method lacks is refused when it is set.
+            for member in members:
+                paths += add_config_flags(parser, member, skip | set(paths), path + ".")
+            continue
         conv, choices, metavar = _converter(tp)
         names = [f"--{path.replace('_', '-')}"]
         if path in ALIASES:
