@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from engine.guidance.base import Guidance, GuidanceOutput, PromptEmbeddings, TimestepConfig
 from engine.guidance.esd import ESDConfig, ESDGuidance, VSDConfig
+from engine.guidance.lmc import LMCSDSConfig, LMCSDSGuidance
 from engine.guidance.sds import SDSConfig, SDSGuidance
 
-GuidanceConfig = SDSConfig | ESDConfig
+GuidanceConfig = SDSConfig | ESDConfig | LMCSDSConfig
 """Union of every method's config (grows as methods are added)."""
 
 METHODS: dict[str, type[GuidanceConfig]] = {
     "sds": SDSConfig,
+    "lmc-sds": LMCSDSConfig,
     "esd": ESDConfig,
     "vsd": VSDConfig,  # ESD with λ = 0: a preset, the same implementation
 }
@@ -32,6 +34,8 @@ __all__ = [
     "Guidance",
     "GuidanceConfig",
     "GuidanceOutput",
+    "LMCSDSConfig",
+    "LMCSDSGuidance",
     "PromptEmbeddings",
     "SDSConfig",
     "SDSGuidance",

@@ -1,0 +1,162 @@
+"""LMC-SDS: Score Distillation Sampling with a Learned Manifold Corrective (Kolotouros et al. 2024, §4).
+
+SDS splits into a prompt term and a "projection" term (eq. 6a–c). LMC-SDS keeps the prompt term and
+replaces the projection term, whose one-step denoised estimate ẑ_t is biased towards blur (eq. 7–8), by
+a comparison of ẑ_t with a learned imitation b̂(z, t) of that bias applied to z (eq. 9):
+
+    ∇_θ L_cond = ω · (ε_φ(z_t, y, t) − ε_φ(z_t, t)) · ∂z/∂θ,      z_t  = √ᾱ_t z + √(1−ᾱ_t) ε     (6b)
+    ∇_θ L_lmc  =     (b̂(z, t) − ẑ_t)                 · ∂z/∂θ,      ẑ_t  = z_φ(z'_t, t)            (9)
+    ∇_θ L_LMC-SDS = w(t) / ω · (∇_θ L_cond + ∇_θ L_lmc)                                          (§5 set-up)
+
+* ẑ_t is the prior's unconditional one-step denoised estimate of z'_t = √ᾱ_t z + √(1−ᾱ_t) ε'
+  (:func:`engine.guidance.corrective.denoised_estimate`; x₀ clamped as the corrective was trained).
+* b̂(z, t) is b̂_ψ's output renormalised to ẑ_t's standard deviation as in eq. 10 (per image and channel;
+  :func:`engine.guidance.corrective.renormalise`) — the paper "absorbs" that normalisation into b̂.
+* Neither the Jacobian of the denoiser nor that of b̂ is propagated (eq. 9), and the √ᾱ_t/√(1−ᾱ_t)
+  weight of eq. 7 is dropped (paper: better fidelity). As in SDS, the √ᾱ_t of ∂z_t/∂z is absorbed.
+* The total is scaled by 1/ω (paper §5 "Set-up": ω can change without changing the gradient's size), so
+  the prompt term enters with weight 1 and the corrective with 1/ω.
+* Fixed-ε seeds (§4 "Increasing Sample Diversity"), on by default: ε of L_cond is fixed for the whole
+  run (seeded by the run seed; t stays random) while ε' of L_lmc is drawn afresh every step. With
+  ``fixed_noise`` off, both terms share one fresh ε per step (ε' = ε, one UNet batch of 2B instead of 3B),
+  which is exactly eq. 6 with L_proj replaced by L_lmc.
+* w(t) = 1 (appendix 0.A: "in all experiments, we set w(t) = 1").
+
+Random draws per call, in order: the timesteps, then (only when ``fixed_noise`` is off) ε, then (only
+when it is on) ε'. The gradient reaches the field through the surrogate ½‖z − sg(z − g)‖²/B of
+:func:`engine.guidance.base.surrogate_loss`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from engine.guidance.base import (
+    Guidance,
+    GuidanceOutput,
+    PromptEmbeddings,
+    TimestepConfig,
+    Weighting,
+    surrogate_loss,
+    weight,
+)
+from engine.guidance.corrective import (
+    ManifoldCorrective,
+    check_compatible,
+    denoised_estimate,
+    find_corrective,
+    load_corrective,
+    renormalise,
+)
+from engine.priors.base import DiffusionPrior
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LMCSDSConfig:
+    """Score Distillation Sampling with a Learned Manifold Corrective (LMC-SDS)."""
+
+    guidance_scale: float = 10.0
+    """Classifier-free guidance scale ω (LMC-SDS works with ~1/10 of DreamFusion's 100; the paper uses 8–20)."""
+    timesteps: TimestepConfig = field(default_factory=TimestepConfig)
+    """Timestep range and annealing (paper: t/T ~ U(0.02, 0.98))."""
+    weighting: Weighting = "uniform"
+    """w(t): uniform = 1 (the paper's choice), sds = 1 − ᾱ_t."""
+    grad_clip: float | None = None
+    """Clamp each element of the gradient to ±grad_clip (None: off)."""
+    fixed_noise: bool = True
+    """Fixed-ε seeds: fix ε of the prompt term for the whole run (seeded by ``train.seed``; t stays random)
+    while the corrective term keeps drawing fresh noise (paper §4: diverse yet stable results)."""
+    corrective: str | None = None
+    """Folder of the manifold corrective b̂ (scripts/train_corrective.py writes one); None: the prior's
+    shipped one in <prior folder>/corrective (the built-in prior has one)."""
+
+    def setup(self, prior: DiffusionPrior, seed: int = 0) -> LMCSDSGuidance:
+        """The guidance for ``prior``; fails here, before any training, when no corrective exists for it."""
+        self.timesteps.validate()
+        if not self.guidance_scale > 0:
+            raise ValueError(
+                f"lmc-sds: guidance_scale must be > 0, the loss is scaled by 1/ω (got {self.guidance_scale})"
+            )
+        folder = find_corrective(prior, self.corrective)
+        corrective = load_corrective(folder, prior.device)
+        check_compatible(corrective, prior, folder)
+        log.info("lmc-sds: corrective from %s", folder)
+        return LMCSDSGuidance(
+            self, prior, corrective, folder, fixed_noise_seed=seed if self.fixed_noise else None
+        )
+
+
+class LMCSDSGuidance(Guidance):
+    def __init__(
+        self,
+        cfg: LMCSDSConfig,
+        prior: DiffusionPrior,
+        corrective: ManifoldCorrective,
+        corrective_dir: Path,
+        fixed_noise_seed: int | None = None,
+    ):
+        super().__init__(prior, fixed_noise_seed)
+        self.cfg = cfg
+        self.corrective = corrective
+        self.corrective_dir = corrective_dir
+
+    def __call__(
+        self,
+        images: Float[Tensor, "B 3 H W"],
+        text: PromptEmbeddings,
+        step: int,
+        total_steps: int,
+        generator: torch.Generator,
+        *,
+        cameras: Float[Tensor, "B 4 4"] | None = None,
+    ) -> GuidanceOutput:
+        prior, cfg = self.prior, self.cfg  # LMC-SDS has no use for the cameras
+        z = prior.encode_images(images)
+        t = cfg.timesteps.sample(z.shape[0], prior.num_train_timesteps, step, total_steps, generator).to(
+            z.device
+        )
+        fixed = self.fixed_noise_seed is not None
+        eps = self.prompt_noise(z.shape, generator)  # fixed with fixed-ε seeds, else fresh
+        with torch.no_grad():
+            z0 = z.detach()
+            z_t = prior.add_noise(z0, eps, t)
+            if fixed:  # L_lmc keeps sampling: its own z'_t, one more unconditional UNet pass
+                z_t_lmc = prior.add_noise(z0, self.sample_noise(z.shape, generator), t)
+                e = prior.predict_noise(
+                    torch.cat([z_t, z_t, z_t_lmc]),
+                    torch.cat([t, t, t]),
+                    torch.cat([text.uncond, text.cond, text.uncond]),
+                )
+                e_uncond, e_cond, e_uncond_lmc = e.chunk(3)
+            else:  # one ε for both terms: z'_t = z_t
+                z_t_lmc = z_t
+                e = prior.predict_noise(
+                    torch.cat([z_t, z_t]), torch.cat([t, t]), torch.cat([text.uncond, text.cond])
+                )
+                e_uncond, e_cond = e.chunk(2)
+                e_uncond_lmc = e_uncond
+            omega = cfg.guidance_scale
+            grad_cond = omega * (e_cond - e_uncond)  # eq. 6b
+            z_hat = denoised_estimate(prior, z_t_lmc, t, e_uncond_lmc, self.corrective.cfg.x0_clip)
+            b_hat = renormalise(self.corrective(z0, t.float() / prior.num_train_timesteps), z_hat)  # eq. 10
+            grad_lmc = b_hat - z_hat  # eq. 9
+            grad = weight(cfg.weighting, prior.alphas_cumprod, t) * (grad_cond + grad_lmc) / omega
+            if cfg.grad_clip is not None:
+                grad = grad.clamp(-cfg.grad_clip, cfg.grad_clip)
+        return GuidanceOutput(
+            loss=surrogate_loss(z, grad),
+            grad_norm=float(grad.flatten(1).norm(dim=1).mean()),
+            t=t,
+            extras={
+                "cond_norm": float((grad_cond / omega).flatten(1).norm(dim=1).mean()),
+                "lmc_norm": float((grad_lmc / omega).flatten(1).norm(dim=1).mean()),
+            },
+        )
