@@ -456,6 +456,11 @@ sha256 of the UNet weight file); the engine warns when the prior's weights diffe
 
 ![training loss](loss.png)
 
+The curve is noisy and falls little: each batch's loss is dominated by the irreducible spread of ẑ_t at
+large t (there even the conditional mean of ẑ_t scores ~0.1), and the residual b̂ starts at the identity,
+whose loss is already low at small t. Whether b̂ learned is the last two columns below: it must beat
+b̂ = z in every t bucket.
+
 ## Check: b̂ blurs more as t grows
 
 {cfg.eval_images} held-out images, one random t per image in each bucket. ‖·‖ is the L2 norm per image in
