@@ -79,7 +79,9 @@ def test_cli_runs_end_to_end_and_records_the_config(tiny_pixel_prior_dir, tmp_pa
 
 def test_several_seeds_give_one_asset_each(tiny_pixel_prior_dir, tmp_path):
     out = tmp_path / "cube.glb"
-    r = generate("a red cube", "--out", str(out), "--prior", str(tiny_pixel_prior_dir), "--seeds", "3,7", *FAST)
+    r = generate(
+        "a red cube", "--out", str(out), "--prior", str(tiny_pixel_prior_dir), "--seeds", "3,7", *FAST
+    )
     assert r.returncode == 0, r.stderr
     for seed in (3, 7):
         assert (tmp_path / f"cube_s{seed}.glb").read_bytes()[:4] == b"glTF"

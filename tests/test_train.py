@@ -113,7 +113,9 @@ def test_esd_run_resumes_exactly_with_its_eps_psi(prior, tmp_path):
     assert full.run().status == "finished"
     cancel = threading.Event()
     stopper = Callbacks(on_progress=lambda p: cancel.set() if p.step == 4 else None)
-    assert Trainer(small_config(steps=8, method="esd"), prior, tmp_path / "part", stopper).run(cancel).step == 4
+    assert (
+        Trainer(small_config(steps=8, method="esd"), prior, tmp_path / "part", stopper).run(cancel).step == 4
+    )
     resumed = Trainer(small_config(steps=8, method="esd"), prior, tmp_path / "part")
     assert resumed.load_checkpoint() == 4
     assert resumed.run().status == "finished"
