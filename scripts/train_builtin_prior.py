@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -285,9 +286,12 @@ def train(cfg: PriorTrainConfig, command: str) -> dict:
                 checkpoint()
     checkpoint()
 
-    return export_model(
+    info = export_model(
         cfg, command, unet, text_encoder, tokenizer, scheduler, params, ema, step, elapsed, running
     )
+    # The loss log ships beside the weights (a few kB): the model card's curve is read from it.
+    shutil.copyfile(log_path, Path(cfg.out) / "loss.jsonl")
+    return info
 
 
 def export_model(

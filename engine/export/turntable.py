@@ -45,8 +45,10 @@ def render_view(
     c2w: np.ndarray,
     fov_deg: float,
     size: int,
+    light_camera: tuple[float, float, float] = (-0.4, 0.6, 1.0),
 ) -> np.ndarray:
-    """One [size, size, 3] float image of a textured mesh seen by an OpenGL-convention camera."""
+    """One [size, size, 3] float image of a textured mesh seen by an OpenGL-convention camera, lit by
+    ambient + Lambert from ``light_camera`` (a direction in camera space: x right, y up, z backwards)."""
     rot, eye = c2w[:3, :3], c2w[:3, 3]
     cam = (positions - eye) @ rot  # camera coordinates; the camera looks down −z
     depth = np.maximum(-cam[:, 2], 1e-6)
@@ -69,7 +71,7 @@ def render_view(
     uv = np.einsum("kc,kcd->kd", wb, uvs[faces[tri]])
     n = np.einsum("kc,kcd->kd", wb, normals[faces[tri]])
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-    light = rot @ np.array([-0.4, 0.6, 1.0]) / np.linalg.norm([-0.4, 0.6, 1.0])
+    light = rot @ np.asarray(light_camera) / np.linalg.norm(light_camera)
     shade = AMBIENT + (1 - AMBIENT) * np.clip(n @ light, 0.0, None)
     albedo = _bilinear(texture, uv_to_pixel(uv, texture.shape[0]))
     img = np.tile(np.asarray(BACKGROUND, np.float32), (size * size, 1))
