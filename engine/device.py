@@ -41,3 +41,18 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"GPU ({torch.cuda.get_device_name(device)})"
     return device.type.upper()
+
+
+def worker_devices(preference: str = "auto") -> list[torch.device]:
+    """The devices a job server runs one worker each on: every CUDA GPU for ``auto`` (the CPU if there is
+    none), otherwise the one device asked for."""
+    pref = (preference or "auto").strip().lower()
+    if pref == "auto" and torch.cuda.is_available():
+        return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    return [resolve_device(preference)]
+
+
+def auxiliary_device() -> torch.device:
+    """Where small helper copies of models live (e.g. a prior's tokenizer for checking prompts on submit):
+    the CPU, so they never take accelerator memory from the workers."""
+    return torch.device("cpu")

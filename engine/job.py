@@ -18,13 +18,14 @@ import json
 import platform
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import engine
 from engine.config import RunConfig
-from engine.train import Callbacks, Trainer
+from engine.train import CHECKPOINT_NAME, Callbacks, Trainer
 
 MAX_VARIANTS = 16
 """Upper bound on seeds per job (each is a full optimisation)."""
@@ -63,6 +64,20 @@ class Variant:
     """Run folder: run.json, previews/, checkpoint.pt."""
     asset: Path
     """The .glb (texture and turntable PNGs are written beside it)."""
+
+    @property
+    def checkpoint(self) -> Path:
+        """The resumable checkpoint (written every ``train.checkpoint_every`` steps and on cancel)."""
+        return self.run_dir / CHECKPOINT_NAME
+
+    @property
+    def record(self) -> Path:
+        """run.json, written atomically after the export: its presence means this variant is done."""
+        return self.run_dir / "run.json"
+
+    @property
+    def done(self) -> bool:
+        return self.record.exists()
 
 
 @dataclass
@@ -105,20 +120,29 @@ def run_variant(
     cancel: threading.Event | None = None,
     resume: bool = False,
     prior_load_seconds: float = 0.0,
+    on_start: Callable[[int], None] | None = None,
 ) -> VariantResult:
     """Train one variant (resuming from its checkpoint when ``resume``), export it, write run.json.
 
-    ``cancel`` checkpoints and returns status "cancelled"; calling again with ``resume=True`` continues
-    bit-for-bit. Raises ``TrainingDiverged`` / ``ValueError`` with user-facing messages.
+    ``cancel`` checkpoints and returns status "cancelled" (it is also checked once more before the
+    export, which cannot be interrupted); calling again with ``resume=True`` continues bit-for-bit.
+    ``on_start(step)`` is called once training is about to start (step > 0 after a resume). Raises
+    ``TrainingDiverged`` / ``ValueError`` with user-facing messages.
     """
     variant.run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, prior, variant.run_dir, callbacks or Callbacks())
     if resume:
         trainer.load_checkpoint()
+    if on_start is not None:
+        on_start(trainer.step)
     t1 = time.perf_counter()
     result = trainer.run(cancel)
     t_train = time.perf_counter() - t1
     if result.status == "cancelled":
+        return VariantResult("cancelled", variant, result.step, {})
+    if cancel is not None and cancel.is_set():
+        # Training finished (and checkpointed) just as the cancel came: skip the export; a resume
+        # loads the final checkpoint and goes straight to it.
         return VariantResult("cancelled", variant, result.step, {})
 
     from engine.export import export_asset
@@ -146,7 +170,7 @@ def run_variant(
     }
     tmp = variant.run_dir / "run.json.tmp"
     tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(variant.run_dir / "run.json")
+    tmp.replace(variant.record)
     return VariantResult("done", variant, result.step, record)
 
 

@@ -1,0 +1,136 @@
+"""``python -m engine.serve [--host 127.0.0.1] [--port 8765] [--data-dir DIR] …`` — start the engine server.
+
+Binds loopback only unless ``--allow-remote``; prints the URL and the token file on start. SIGINT or
+SIGTERM stops cleanly: the running job checkpoints, is marked interrupted and resumes on the next start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import uvicorn
+
+import engine  # noqa: F401  (sets THP_MEM_ALLOC_ENABLE before torch allocates)
+from engine.serve import DATA_DIR_ENV, default_data_dir
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: it may resolve to anything
+
+
+def build_parser():
+    from engine.cli import OneLineParser
+
+    p = OneLineParser(prog="python -m engine.serve", description="Serve text-to-3D jobs over HTTP + SSE.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"jobs, results and the token file (default ${DATA_DIR_ENV} or {default_data_dir()})",
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (anyone who can reach it and has the token can run jobs)",
+    )
+    p.add_argument("--queue-size", type=int, default=32, help="most jobs waiting; more get 429 (default 32)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker threads (default one per device; 0 accepts jobs without running them)",
+    )
+    p.add_argument("--device", default="auto", help="auto (every GPU, else CPU), cpu, cuda, cuda:N")
+    p.add_argument(
+        "--prior", action="append", default=[], help="a prior spec to list in /v1/health (repeatable)"
+    )
+    p.add_argument("--keepalive", type=float, default=15.0, help="seconds between SSE keep-alives (15)")
+    p.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default info)"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not is_loopback(args.host) and not args.allow_remote:
+        print(
+            f"error: refusing to listen on {args.host!r}, which is not a loopback address: the engine runs "
+            "jobs for anyone holding its token. Use --host 127.0.0.1, or pass --allow-remote to expose it.",
+            file=sys.stderr,
+        )
+        return 2
+    for name in ("queue_size", "keepalive"):
+        if getattr(args, name) <= 0:
+            print(f"error: --{name.replace('_', '-')} must be positive", file=sys.stderr)
+            return 2
+    if args.workers is not None and args.workers < 0:
+        print("error: --workers must be >= 0", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+
+    from engine.device import worker_devices
+    from engine.serve.app import ServerSettings, create_app
+
+    data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
+    try:
+        worker_devices(args.device)  # a clear error now rather than in the first job
+        settings = ServerSettings(
+            data_dir=data_dir,
+            queue_size=args.queue_size,
+            workers=args.workers,
+            device=args.device,
+            priors=args.prior,
+            keepalive=args.keepalive,
+        )
+        app = create_app(settings)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout) + 5,
+    )
+    server = _Server(config, app.state.stopping)
+    sock = config.bind_socket()  # exits with a logged error if the port is taken
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"engine.serve {engine.__version__} listening on http://{shown}:{port}", flush=True)
+    print(f"token: {data_dir / 'token'}  (send 'Authorization: Bearer <token>')", flush=True)
+    print(f"data: {data_dir}", flush=True)
+    server.run(sockets=[sock])
+    return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, told about a stop the moment the signal arrives (not after connections close),
+    so running jobs checkpoint right away and event streams can tell their clients "interrupted"."""
+
+    def __init__(self, config: uvicorn.Config, stopping: threading.Event):
+        super().__init__(config)
+        self._stopping = stopping
+
+    def handle_exit(self, sig, frame) -> None:
+        self._stopping.set()  # only sets a flag: safe inside a signal handler
+        super().handle_exit(sig, frame)
+        # Exit with status 0 after the clean shutdown instead of re-raising the signal.
+        getattr(self, "_captured_signals", []).clear()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,403 @@
+"""Job runners: the small interface the HTTP app talks to, and the local implementation.
+
+:class:`LocalJobRunner` runs one worker thread per device (engine.device decides which), takes jobs
+first in, first out from a bounded queue, keeps loaded priors in a per-worker cache so consecutive jobs
+with the same prior skip loading, and calls :func:`engine.job.run_variant` per variant with callbacks that only
+append to the job's event log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict, deque
+from typing import Any, Protocol
+
+import torch
+
+from engine.config import RunConfig
+from engine.device import auxiliary_device, describe
+from engine.job import Variant, run_variant
+from engine.serve.jobs import JobRecord, JobStore
+from engine.serve.models import PreviewData, ProgressData, ResultData
+from engine.train import Callbacks, Progress, TrainingDiverged
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.1
+"""Seconds between progress events of a job (the last step of a variant is always sent)."""
+PREVIEW_INTERVAL = 0.4
+"""Seconds between preview events of a job: a few a second at most (the last one is always sent)."""
+
+
+class QueueFull(RuntimeError):
+    """The bounded queue has no room; the client should retry later (HTTP 429)."""
+
+
+class JobRunner(Protocol):
+    """What the HTTP app needs from whatever runs the jobs.
+
+    :class:`LocalJobRunner` runs them on threads in this process. A distributed runner (e.g. Ray: one
+    actor per GPU, possibly on other machines) is a new class implementing these same methods — its
+    ``submit`` hands the job to a Ray queue, its actors call :func:`engine.job.run_variant` and ship
+    the events back to the job's log — and the app does not change.
+    """
+
+    def start(self, resume: list[JobRecord]) -> None:
+        """Start the workers; ``resume`` (jobs unfinished by a previous process) run first, in order."""
+
+    def check(self, cfg: RunConfig) -> None:
+        """Raise ValueError if ``cfg`` cannot run here (unknown prior, words the prior does not know)."""
+
+    def submit(self, job: JobRecord) -> int:
+        """Queue a job; returns its position (1: next). Raises QueueFull."""
+        ...
+
+    def cancel(self, job: JobRecord) -> None:
+        """Drop a queued job now; ask a running one to stop (it checkpoints and reports "cancelled")."""
+
+    def queue_position(self, job_id: str) -> int | None:
+        """0: running, 1: next, …; None: not waiting or running."""
+        ...
+
+    def queue_length(self) -> int: ...
+
+    def running(self) -> int: ...
+
+    def queue_full(self) -> bool: ...
+
+    def devices(self) -> list[str]:
+        """Human-readable devices of the workers."""
+        ...
+
+    def workers(self) -> int: ...
+
+    def begin_shutdown(self) -> None:
+        """Stop taking jobs; running ones checkpoint and are marked "interrupted" (resumed next start)."""
+
+    def join(self, timeout: float) -> None:
+        """Wait for the workers to stop."""
+
+    def stopped(self) -> bool:
+        """True once shutting down and every worker has stopped."""
+        ...
+
+
+class PriorCache:
+    """Loaded priors by (spec, device): each is loaded once and reused across jobs (a few kept, LRU)."""
+
+    def __init__(self, max_entries: int = 2):
+        self.max_entries = max_entries
+        self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, spec: str, device: torch.device) -> tuple[Any, float]:
+        """(prior, seconds spent loading it now: 0 when cached)."""
+        from engine.priors import load_prior, resolve_prior_spec
+
+        key = (spec, str(device))
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key], 0.0
+            t0 = time.perf_counter()
+            prior = load_prior(resolve_prior_spec(spec), device)
+            self._cache[key] = prior
+            while len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
+            return prior, time.perf_counter() - t0
+
+
+class LocalJobRunner:
+    """Worker threads in this process, one per device by default; FIFO; bounded queue."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        devices: list[torch.device],
+        queue_size: int,
+        workers: int | None = None,
+        stopping: threading.Event | None = None,
+    ):
+        self.store = store
+        self._devices = devices
+        self.queue_size = queue_size
+        n = len(devices) if workers is None else workers
+        # Workers are spread over the devices; more than one per device only competes for it.
+        self._worker_devices = [devices[i % len(devices)] for i in range(n)]
+        self._stopping_signal = stopping
+        self._queue: deque[str] = deque()
+        self._running: dict[str, JobRecord] = {}
+        self._cond = threading.Condition()
+        self._shutting_down = False
+        self._threads: list[threading.Thread] = []
+        self._alive = 0
+        self._stopped = threading.Event()
+        self._checkers = PriorCache(max_entries=4)
+        self._check_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ interface
+    def start(self, resume: list[JobRecord]) -> None:
+        for job in resume:
+            note = (
+                "the server stopped unexpectedly; re-queued, continues from its last checkpoint"
+                if job.state == "running"
+                else "re-queued after a server restart"
+            )
+            with self._cond:
+                self._queue.append(job.id)
+                pos = len(self._queue)
+            self.store.set_state(job, "queued", note, queue_position=pos)
+        with self._cond:
+            self._alive = len(self._worker_devices)
+        for k, device in enumerate(self._worker_devices):
+            t = threading.Thread(target=self._work, args=(device,), name=f"engine-worker-{k}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self._stopping_signal is not None:
+            threading.Thread(target=self._watch_stopping, name="engine-stop-watch", daemon=True).start()
+
+    def check(self, cfg: RunConfig) -> None:
+        from engine.priors import PixelPriorConfig, resolve_prior_spec
+
+        try:
+            prior_cfg = resolve_prior_spec(cfg.prior)
+        except OSError as e:  # e.g. a name too long for the filesystem
+            raise ValueError(f"prior {cfg.prior[:80]!r}: {e.strerror or e}") from None
+        if not isinstance(prior_cfg, PixelPriorConfig):
+            return  # Stable Diffusion is open-vocabulary; loading it just to check would be slow
+        # A separate small copy on the CPU: the workers' copy may be tokenizing on another thread.
+        with self._check_lock:
+            try:
+                prior, _ = self._checkers.get(cfg.prior, auxiliary_device())
+            except Exception as e:
+                raise ValueError(f"cannot load the prior {cfg.prior!r}: {e}") from None
+            prior.vocabulary_check(cfg.prompt)
+
+    def submit(self, job: JobRecord) -> int:
+        with self._cond:
+            if self._shutting_down:
+                raise QueueFull("the server is shutting down; submit again after it restarts")
+            if len(self._queue) >= self.queue_size:
+                raise QueueFull(
+                    f"the queue is full ({self.queue_size} jobs waiting); try again when a job has finished"
+                )
+            self._queue.append(job.id)
+            pos = len(self._queue)
+            self.store.set_state(job, "queued", f"queued at position {pos}", queue_position=pos)
+            self._cond.notify()
+        return pos
+
+    def cancel(self, job: JobRecord) -> None:
+        with self._cond:
+            queued = job.id in self._queue
+            if queued:
+                self._queue.remove(job.id)
+            elif job.id in self._running:
+                job.cancel_reason = "cancel"
+                job.cancel.set()  # the trainer sees it before its next step
+                return
+        if queued:
+            job.cancel_reason = "cancel"
+            self.store.set_state(job, "cancelled", "cancelled before it started")
+
+    def queue_position(self, job_id: str) -> int | None:
+        with self._cond:
+            if job_id in self._running:
+                return 0
+            try:
+                return self._queue.index(job_id) + 1
+            except ValueError:
+                return None
+
+    def queue_length(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def running(self) -> int:
+        with self._cond:
+            return len(self._running)
+
+    def queue_full(self) -> bool:
+        with self._cond:
+            return len(self._queue) >= self.queue_size
+
+    def devices(self) -> list[str]:
+        return [describe(d) for d in self._devices]
+
+    def workers(self) -> int:
+        return len(self._worker_devices)
+
+    def begin_shutdown(self) -> None:
+        with self._cond:
+            self._shutting_down = True
+            for job in self._running.values():
+                job.cancel_reason = job.cancel_reason or "shutdown"
+                job.cancel.set()
+            self._cond.notify_all()
+            if self._alive == 0:
+                self._stopped.set()
+
+    def join(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, end - time.monotonic()))
+
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    # ------------------------------------------------------------------ workers
+    def _watch_stopping(self) -> None:
+        assert self._stopping_signal is not None
+        self._stopping_signal.wait()
+        self.begin_shutdown()
+
+    def _work(self, device: torch.device) -> None:
+        # Each worker keeps its own loaded priors: ESD/VSD attach LoRA adapters to the prior's UNet while
+        # they run, so two jobs running at once must never share one.
+        priors = PriorCache(max_entries=2)
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._shutting_down:
+                        self._cond.wait()
+                    if self._shutting_down:
+                        return
+                    job = self.store.get(self._queue.popleft())
+                    if job is None:
+                        continue
+                    self._running[job.id] = job
+                try:
+                    self._run(job, device, priors)
+                except TrainingDiverged as e:
+                    self._fail(job, str(e))
+                except (ValueError, FileNotFoundError) as e:
+                    self._fail(job, str(e))
+                except Exception as e:  # a bug or an environment problem: keep the worker alive
+                    log.exception("job %s failed", job.id)
+                    self._fail(job, f"{type(e).__name__}: {e}")
+                finally:
+                    with self._cond:
+                        self._running.pop(job.id, None)
+        finally:
+            with self._cond:
+                self._alive -= 1
+                if self._alive == 0 and self._shutting_down:
+                    self._stopped.set()
+
+    def _fail(self, job: JobRecord, message: str) -> None:
+        try:
+            self.store.fail(job, message)
+        except OSError:
+            log.exception("cannot record the failure of job %s", job.id)
+
+    def _run(self, job: JobRecord, device: torch.device, priors: PriorCache) -> None:
+        cfg = job.config
+        self.store.set_state(job, "running", f"loading the prior on {describe(device)}")
+        prior, t_load = priors.get(cfg.prior, device)
+        prior.vocabulary_check(cfg.prompt)
+        variants = job.variants()
+        for v in variants:
+            if job.cancel.is_set():
+                break
+            if v.done:  # finished before a restart: report it if the report was lost
+                if v.index not in job.results:
+                    self.store.add_result(job, self._result(job, v, json.loads(v.record.read_text())))
+                continue
+            rep = _Reporter(self.store, job, v, len(variants))
+            r = run_variant(
+                job.job.config_for(v),
+                prior,
+                v,
+                rep.callbacks(),
+                job.cancel,
+                resume=v.checkpoint.exists(),
+                prior_load_seconds=t_load,
+                on_start=rep.on_start,
+            )
+            t_load = 0.0
+            if r.status == "cancelled":
+                break
+            self.store.add_result(job, self._result(job, v, r.record))
+        if len(job.results) == len(variants):
+            n = len(variants)
+            self.store.set_state(job, "done", f"finished {n} asset{'s' if n > 1 else ''}")
+        elif job.cancel_reason == "shutdown":
+            self.store.set_state(
+                job, "interrupted", "the server is stopping; the job continues from its checkpoint on restart"
+            )
+        else:
+            self.store.set_state(job, "cancelled", "cancelled")
+
+    @staticmethod
+    def _result(job: JobRecord, v: Variant, record: dict[str, Any]) -> dict[str, Any]:
+        base = f"/v1/jobs/{job.id}/result?variant={v.index}"
+        has_turntable = "turntable" in record.get("export", {}).get("paths", {})
+        return ResultData(
+            variant=v.index,
+            seed=v.seed,
+            glb=base,
+            texture=base + "&kind=texture",
+            turntable=base + "&kind=turntable" if has_turntable else None,
+            faces=record["mesh"]["faces"],
+            vertices=record["mesh"]["vertices"],
+            seconds=record["seconds"],
+        ).model_dump()
+
+
+class _Reporter:
+    """Trainer callbacks for one variant: rate-limited, and they only append to the event log."""
+
+    def __init__(self, store: JobStore, job: JobRecord, variant: Variant, n_variants: int):
+        self.store, self.job, self.v, self.n = store, job, variant, n_variants
+        self._last_progress = -math.inf
+        self._last_preview = -math.inf
+
+    def callbacks(self) -> Callbacks:
+        return Callbacks(on_progress=self.on_progress, on_preview=self.on_preview)
+
+    def on_start(self, step: int) -> None:
+        v = self.v
+        what = f"variant {v.index + 1}/{self.n} (seed {v.seed})"
+        if step > 0:
+            self.store.set_state(
+                self.job,
+                "running",
+                f"{what} resumed from step {step}",
+                variant=v.index,
+                resumed_from_step=step,
+            )
+        else:
+            self.store.set_state(self.job, "running", f"{what} started", variant=v.index)
+
+    def on_progress(self, p: Progress) -> None:
+        now = time.monotonic()
+        if p.step < p.total and now - self._last_progress < PROGRESS_INTERVAL:
+            return
+        self._last_progress = now
+        later = (self.n - self.v.index - 1) * p.total / max(p.its, 1e-9)
+        data = ProgressData(
+            variant=self.v.index,
+            variants=self.n,
+            seed=self.v.seed,
+            step=p.step,
+            total=p.total,
+            loss=p.loss if math.isfinite(p.loss) else None,
+            its=p.its,
+            eta_s=p.eta_s + later,
+        ).model_dump()
+        self.job.progress = data
+        self.job.events.append("progress", data)
+
+    def on_preview(self, step: int, img) -> None:
+        now = time.monotonic()
+        if step < self.job.config.train.steps and now - self._last_preview < PREVIEW_INTERVAL:
+            return
+        self._last_preview = now
+        data = PreviewData(variant=self.v.index, step=step, size=int(img.shape[0]), png="").model_dump()
+        del data["png"]  # filled in by the event writer thread (PNG encoding stays off this thread)
+        path = self.v.run_dir / "previews" / f"step_{step:05d}.png"
+        self.job.events.append("preview", data, image=img, image_path=path)

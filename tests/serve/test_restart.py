@@ -1,0 +1,72 @@
+"""Nothing is lost across a crash or a restart: interrupted jobs resume from their checkpoint, finished
+ones stay listed and downloadable."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from tests.serve.conftest import Server, job_request
+
+
+def _follow_until_step(server: Server, job_id: str, step: int) -> int:
+    last = 0
+    for ev in server.events(job_id):
+        if ev["type"] == "progress" and ev["data"]["step"] >= step:
+            return ev["id"]
+        last = ev["id"]
+    raise AssertionError(f"job ended before step {step} (last event {last})")
+
+
+def test_hard_kill_then_restart_resumes_from_the_checkpoint(tmp_path):
+    data = tmp_path / "data"
+    s = Server(data)
+    done_id = s.submit(job_request(steps=10))
+    s.wait_done(done_id)
+    job_id = s.submit(job_request(steps=400, prompt="a green cone"))
+    last_seen = _follow_until_step(s, job_id, 30)  # checkpoints every 5 steps (FAST_OPTIONS)
+    s.kill()  # SIGKILL: no chance to checkpoint or mark anything
+
+    s2 = Server(data)
+    try:
+        # The finished job survived the crash.
+        assert s2.job(done_id)["state"] == "done"
+        assert s2.client.get(f"/v1/jobs/{done_id}/result").status_code == 200
+        # The interrupted one continues (a client resuming its stream gets only what it has not seen).
+        events = list(s2.events(job_id, last_event_id=last_seen, timeout=300))
+        assert events[0]["id"] == last_seen + 1
+        assert events[-1]["data"]["state"] == "done", events[-3:]
+        k, resumed = next(
+            (k, e["data"])
+            for k, e in enumerate(events)
+            if e["type"] == "status" and "resumed_from_step" in e["data"]
+        )
+        assert resumed["resumed_from_step"] >= 25, resumed
+        after = [e["data"]["step"] for e in events[k:] if e["type"] == "progress"]
+        assert after and after[0] > resumed["resumed_from_step"]  # training did not start over
+        info = s2.job(job_id)
+        assert info["state"] == "done" and len(info["results"]) == 1
+        assert s2.client.get(info["results"][0]["glb"]).status_code == 200
+    finally:
+        s2.stop()
+
+
+def test_sigterm_checkpoints_marks_interrupted_and_resumes(tmp_path):
+    data = tmp_path / "data"
+    s = Server(data)
+    job_id = s.submit(job_request(steps=400))
+    _follow_until_step(s, job_id, 12)
+    assert s.stop(signal.SIGTERM) == 0
+    status = (data / "jobs" / job_id / "status.json").read_text()
+    assert '"interrupted"' in status, status
+    step_at_stop = json.loads(status)["progress"]["step"]
+
+    s2 = Server(data)
+    try:
+        events = s2.wait_done(job_id, timeout=300)
+        resumed = [e["data"] for e in events if e["type"] == "status" and "resumed_from_step" in e["data"]]
+        # The clean stop checkpointed at the step it reached, not at the last periodic checkpoint.
+        assert resumed[-1]["resumed_from_step"] == step_at_stop, (resumed, step_at_stop)
+        assert events[-1]["data"]["state"] == "done"
+    finally:
+        s2.stop()
