@@ -75,10 +75,44 @@ def _converter(tp: Any) -> tuple[Any, list[str] | None, str]:
     raise TypeError(f"no CLI conversion for {tp!r}")
 
 
+def _leaf_defaults(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted path → default value of every leaf field of a dataclass instance."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            out.update(_leaf_defaults(v, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = v
+    return out
+
+
+def method_default_notes(prefix: str) -> dict[str, str]:
+    """For guidance fields whose default depends on the method: ``path → "sds: 100, lmc-sds: 10 …"``."""
+    from engine.guidance import METHODS
+
+    per: dict[str, dict[str, Any]] = {}
+    for name, cls in METHODS.items():
+        for path, v in _leaf_defaults(cls()).items():
+            per.setdefault(prefix + path, {})[name] = v
+    notes = {}
+    for path, by in per.items():
+        if len(by) > 1 and len({repr(v) for v in by.values()}) > 1:
+            shown = ", ".join(f"{m}: {str(v).lower() if isinstance(v, bool) else v}" for m, v in by.items())
+            notes[path] = f"Default by method: {shown}."
+    return notes
+
+
 def add_config_flags(
-    parser: argparse.ArgumentParser, cls: type, skip: set[str], prefix: str = ""
+    parser: argparse.ArgumentParser,
+    cls: type,
+    skip: set[str],
+    prefix: str = "",
+    notes: dict[str, str] | None = None,
 ) -> list[str]:
-    """Add one flag per leaf field of dataclass ``cls``; returns the dotted paths added."""
+    """Add one flag per leaf field of dataclass ``cls``; returns the dotted paths added. ``notes`` are
+    appended to the help of the paths they name."""
+    notes = notes or {}
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     paths: list[str] = []
@@ -89,14 +123,16 @@ def add_config_flags(
             continue
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            paths += add_config_flags(parser, tp, skip, path + ".")
+            paths += add_config_flags(parser, tp, skip, path + ".", notes)
             continue
         members = typing.get_args(tp)
         if members and all(dataclasses.is_dataclass(m) for m in members):
             # A union of configs (the guidance methods): one flag per field of any member, help from the
-            # first member that has it; a field the chosen method lacks is refused when it is set.
+            # first member that has it plus each method's default where they differ; a field the chosen
+            # method lacks is refused when it is set.
+            union_notes = {**notes, **method_default_notes(path + ".")}
             for member in members:
-                paths += add_config_flags(parser, member, skip | set(paths), path + ".")
+                paths += add_config_flags(parser, member, skip | set(paths), path + ".", union_notes)
             continue
         conv, choices, metavar = _converter(tp)
         names = [f"--{path.replace('_', '-')}"]
@@ -109,7 +145,8 @@ def add_config_flags(
             choices=choices,
             metavar=metavar,
             default=argparse.SUPPRESS,
-            help=docs.get(f.name, "").replace("%", "%%"),  # argparse formats help with %
+            # argparse formats help with %
+            help=" ".join(filter(None, [docs.get(f.name, ""), notes.get(path, "")])).replace("%", "%%"),
         )
         paths.append(path)
     return paths
