@@ -203,6 +203,8 @@ def create_app(settings: ServerSettings, runner: JobRunner | None = None) -> Fas
             id=job.id,
             state=job.state,
             prompt=job.config.prompt,
+            method=job.config.method,
+            seeds=job.seeds,
             created=job.created,
             started=job.started,
             finished=job.finished,
@@ -216,7 +218,6 @@ def create_app(settings: ServerSettings, runner: JobRunner | None = None) -> Fas
     def info(job: JobRecord) -> JobInfo:
         return JobInfo(
             **summary(job),
-            seeds=job.seeds,
             request=job.request,
             config=job.config.to_dict(),
             results=[job.results[k] for k in sorted(job.results)],

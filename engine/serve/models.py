@@ -217,6 +217,10 @@ class JobSummary(_Model):
     id: str
     state: JobState
     prompt: str
+    method: str
+    """Guidance method."""
+    seeds: list[int]
+    """One asset per seed (variant k has seeds[k])."""
     created: float
     """Unix time of submission."""
     started: float | None
@@ -233,7 +237,6 @@ class JobSummary(_Model):
 class JobInfo(JobSummary):
     """A job in full: request, resolved config, progress, results."""
 
-    seeds: list[int]
     request: dict[str, Any]
     """The request as submitted."""
     config: dict[str, Any]
