@@ -152,7 +152,8 @@ def _builtin_prior(cfg: RunConfig) -> None:
     cfg.field.grid.max_resolution = 256
     cfg.field.grid.n_levels = 12
     if cfg.method == "sds":
-        # SDS's ω=100 (DreamFusion) over-saturates this small prior; measured in its model card.
+        # DreamFusion's ω=100 is meant for Stable Diffusion; on this small prior ω=10 gave the cleaner
+        # asset (red cube judged right in 8/8 views vs 7/8 at ω=100, fewer floaters; its model card).
         cfg.guidance.guidance_scale = 10.0
 
 
