@@ -22,7 +22,7 @@ output column l·F + f is feature f of level l. Inputs outside [0, 1] are clampe
 Layout: the trainable table is one parameter ``embeddings`` of shape [L, T, F]; dense levels use only their first
 (N_l + 1)^3 rows (the rest keep their initial values and get zero gradient).
 
-Speed. ``python scripts/bench.py --sections hashgrid`` on a 2-core AMD EPYC VM (torch 2.13 CPU, 131k points,
+Speed. ``python scripts/bench.py --suites hashgrid`` on a 2-core AMD EPYC VM (torch 2.13 CPU, 131k points,
 L=16, F=2, T=2^17), forward+backward: compiled 1.0–1.5 Mpts/s (forward alone 4–5), eager 0.3–0.4, the naive
 reference 0.09–0.14 (the VM is noisy; ranges are over runs). What makes the difference, each choice measured:
 
