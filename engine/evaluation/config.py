@@ -1,0 +1,150 @@
+"""The typed configuration of an evaluation (``scripts/evaluate.py``): which suites, runs and views.
+
+Every run starts from the engine's fast preset with the built-in prior and differs only in what a suite
+varies (method, prompt, seed, ω, λ, fixed ε); the shared settings (steps, render size …) are here. The
+default plan fits the issue's budget on a 2-core CPU (see the script's docstring for the numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.evaluation.runs import RunSettings
+from engine.evaluation.views import ViewConfig, spec_for_prompt
+from engine.guidance import METHODS
+
+SUITE_NAMES = ("recognition", "janus", "fidelity", "diversity")
+
+
+@dataclass
+class JanusSuite:
+    """Janus suite: the front-having prompts of ``prompts`` × ``methods`` × ``seeds``, and an ESD λ sweep."""
+
+    lams: tuple[float, ...] = (0.0, 0.5, 1.0)
+    """ESD λ values of the sweep (0 runs as VSD, 0.5 is ESD's default: both shared with the method runs)."""
+    back_half_angle: float = 45.0
+    """Back views lie strictly within this many degrees of azimuth 180°."""
+    min_run: int = 2
+    """Consecutive front-visible views that make one front; shorter runs, and shorter gaps inside a front,
+    are judge flicker."""
+
+
+@dataclass
+class FidelitySuite:
+    """Fidelity suite: image statistics against the true object across guidance scales."""
+
+    methods: tuple[str, ...] = ("sds", "lmc-sds")
+    """Methods compared."""
+    scales: tuple[float, ...] = (10.0, 30.0, 100.0)
+    """Guidance scales ω (10: the built-in prior's default for SDS and LMC-SDS; 30: the LMC-SDS paper's;
+    100: DreamFusion's)."""
+    prompts: tuple[str, ...] = ("a red cube", "a snowman")
+    """Prompts (world objects: the ground truth is their world render)."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds per (method, ω, prompt)."""
+
+
+@dataclass
+class DiversitySuite:
+    """Diversity suite: pairwise distances between seeds, fixed vs resampled ε."""
+
+    methods: tuple[str, ...] = ("lmc-sds",)
+    """Methods compared (each with guidance.fixed_noise true and false)."""
+    prompts: tuple[str, ...] = ("a red cube",)
+    """Prompts; distances are taken between the seeds of one prompt."""
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    """Seeds (at least 2)."""
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate; every leaf is a flag of ``scripts/evaluate.py`` (``--janus.lams 0,0.5,1``)."""
+
+    suites: tuple[str, ...] = SUITE_NAMES
+    """Suites to run, comma-separated: recognition, janus, fidelity, diversity."""
+    methods: tuple[str, ...] = ("sds", "lmc-sds", "esd", "vsd")
+    """Methods of the recognition and janus suites."""
+    prompts: tuple[str, ...] = ("a red cube", "a snowman", "a red house")
+    """Prompts of the recognition suite; the janus suite takes those with a front (snowman, house)."""
+    seeds: tuple[int, ...] = (0, 1)
+    """Seeds of the recognition and janus suites."""
+    steps: int = 250
+    """Training steps of every run (the fast preset's 600 would not fit the budget)."""
+    render_size: int = 64
+    """Training render size in pixels."""
+    n_samples: int = 0
+    """Samples per ray while training (0: the preset's)."""
+    compile_grid: bool = True
+    """torch.compile the hash grid (false: eager; cheaper for very short runs)."""
+    preset: str = "fast"
+    """Engine preset the runs start from."""
+    device: str = "auto"
+    """Device of the runs: auto, cpu, cuda, cuda:N."""
+    views: ViewConfig = field(default_factory=ViewConfig)
+    """Evaluation turntable."""
+    janus: JanusSuite = field(default_factory=JanusSuite)
+    """Janus suite settings."""
+    fidelity: FidelitySuite = field(default_factory=FidelitySuite)
+    """Fidelity suite settings."""
+    diversity: DiversitySuite = field(default_factory=DiversitySuite)
+    """Diversity suite settings."""
+
+    @classmethod
+    def quick(cls) -> EvalConfig:
+        """One prompt, 3 steps at 32², 8 small views: every suite end to end in well under a minute."""
+        return cls(
+            prompts=("a snowman",),
+            seeds=(0,),
+            steps=3,
+            render_size=32,
+            n_samples=16,
+            compile_grid=False,
+            views=ViewConfig(n=8, size=32),
+            janus=JanusSuite(lams=(0.0, 1.0)),
+            fidelity=FidelitySuite(scales=(10.0, 100.0), prompts=("a snowman",)),
+            diversity=DiversitySuite(prompts=("a snowman",), seeds=(0, 1)),
+        )
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting the evaluation cannot run with."""
+        bad = [s for s in self.suites if s not in SUITE_NAMES]
+        if bad or not self.suites:
+            raise ValueError(f"unknown or no suite(s) {bad}: choose from {', '.join(SUITE_NAMES)}")
+        for methods in (self.methods, self.fidelity.methods, self.diversity.methods):
+            bad = [m for m in methods if m not in METHODS]
+            if bad or not methods:
+                raise ValueError(f"unknown or no method(s) {bad}: choose from {', '.join(METHODS)}")
+        for prompts in (self.prompts, self.fidelity.prompts, self.diversity.prompts):
+            if not prompts:
+                raise ValueError("every suite needs at least one prompt")
+            for p in prompts:
+                spec_for_prompt(p)
+        if "janus" in self.suites and not any(spec_for_prompt(p).has_front for p in self.prompts):
+            raise ValueError(
+                "the janus suite needs a prompt with a front among --prompts (a snowman, a … house)"
+            )
+        if len(set(self.diversity.seeds)) < 2:
+            raise ValueError("the diversity suite needs at least two distinct seeds")
+        if not self.seeds or not self.fidelity.seeds or not self.fidelity.scales or not self.janus.lams:
+            raise ValueError("seeds, fidelity scales and janus λs must not be empty")
+        if any(not 0.0 <= lam <= 1.0 for lam in self.janus.lams):
+            raise ValueError(f"ESD λ must lie in [0, 1] (got {self.janus.lams})")
+        if self.steps < 1 or self.render_size < 8 or self.janus.min_run < 1:
+            raise ValueError("steps and janus.min-run must be >= 1 and render-size >= 8")
+        self.views.validate()
+
+    def run_settings(self) -> RunSettings:
+        """The dotted overrides every run shares (over the preset and the built-in prior's tuning)."""
+        over: dict[str, Any] = {
+            "train.steps": self.steps,
+            "train.render_size": self.render_size,
+            "train.device": self.device,
+            "field.grid.compile": self.compile_grid,
+        }
+        if self.n_samples:
+            over["renderer.n_samples"] = self.n_samples
+        return RunSettings(prior="builtin", preset=self.preset, overrides=over)
+
+
+__all__ = ["SUITE_NAMES", "DiversitySuite", "EvalConfig", "FidelitySuite", "JanusSuite"]
