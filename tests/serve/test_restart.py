@@ -23,7 +23,7 @@ def test_hard_kill_then_restart_resumes_from_the_checkpoint(tmp_path):
     s = Server(data)
     done_id = s.submit(job_request(steps=10))
     s.wait_done(done_id)
-    job_id = s.submit(job_request(steps=400, prompt="a green cone"))
+    job_id = s.submit(job_request(steps=90, prompt="a green cone"))
     last_seen = _follow_until_step(s, job_id, 30)  # checkpoints every 5 steps (FAST_OPTIONS)
     s.kill()  # SIGKILL: no chance to checkpoint or mark anything
 
@@ -54,7 +54,7 @@ def test_hard_kill_then_restart_resumes_from_the_checkpoint(tmp_path):
 def test_sigterm_checkpoints_marks_interrupted_and_resumes(tmp_path):
     data = tmp_path / "data"
     s = Server(data)
-    job_id = s.submit(job_request(steps=400))
+    job_id = s.submit(job_request(steps=60))
     _follow_until_step(s, job_id, 12)
     assert s.stop(signal.SIGTERM) == 0
     status = (data / "jobs" / job_id / "status.json").read_text()
