@@ -187,6 +187,9 @@ class StatusData(_Model):
     variant: int | None = None
     resumed_from_step: int | None = None
     """When a variant continues from its checkpoint: the step it continues from."""
+    checkpoint_step: int | None = None
+    """When a job stops early (cancelled or interrupted): the step its checkpoint holds, where a
+    resume continues."""
     queue_position: int | None = None
 
 

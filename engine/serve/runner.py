@@ -300,6 +300,7 @@ class LocalJobRunner:
         prior, t_load = priors.get(cfg.prior, device)
         prior.vocabulary_check(cfg.prompt)
         variants = job.variants()
+        stopped: dict[str, int] = {}  # where a cancelled/interrupted variant's checkpoint stands
         for v in variants:
             if job.cancel.is_set():
                 break
@@ -320,6 +321,11 @@ class LocalJobRunner:
             )
             t_load = 0.0
             if r.status == "cancelled":
+                stopped = {"variant": v.index, "checkpoint_step": r.step}
+                if job.progress is not None and job.progress.get("variant") == v.index:
+                    # Progress events are rate-limited: the last one may be a few steps behind the
+                    # checkpoint. status.json should say where the job really stopped.
+                    job.progress = {**job.progress, "step": r.step}
                 break
             self.store.add_result(job, self._result(job, v, r.record))
         if len(job.results) == len(variants):
@@ -327,10 +333,13 @@ class LocalJobRunner:
             self.store.set_state(job, "done", f"finished {n} asset{'s' if n > 1 else ''}")
         elif job.cancel_reason == "shutdown":
             self.store.set_state(
-                job, "interrupted", "the server is stopping; the job continues from its checkpoint on restart"
+                job,
+                "interrupted",
+                "the server is stopping; the job continues from its checkpoint on restart",
+                **stopped,
             )
         else:
-            self.store.set_state(job, "cancelled", "cancelled")
+            self.store.set_state(job, "cancelled", "cancelled", **stopped)
 
     @staticmethod
     def _result(job: JobRecord, v: Variant, record: dict[str, Any]) -> dict[str, Any]:

@@ -21,11 +21,13 @@ def test_cancel_stops_a_running_job_within_a_second(server: Server):
     _wait_step(server, job_id, 10)
     seen = threading.Event()
     stopped_at: list[float] = []
+    stop_event: list[dict] = []
 
     def follow() -> None:
         for ev in server.events(job_id):
             if ev["type"] == "status" and ev["data"]["state"] == "cancelled":
                 stopped_at.append(time.perf_counter())
+                stop_event.append(ev["data"])
         seen.set()
 
     t = threading.Thread(target=follow, daemon=True)
@@ -41,7 +43,9 @@ def test_cancel_stops_a_running_job_within_a_second(server: Server):
     assert latency < 1.0, f"cancel took {latency:.2f} s"
     info = server.job(job_id)
     assert info["state"] == "cancelled" and info["results"] == []
-    assert info["progress"]["step"] < 5000
+    assert 10 <= info["progress"]["step"] < 5000
+    # The cancelled event says where the checkpoint stands (a resubmission could continue from it).
+    assert stop_event[0]["checkpoint_step"] == info["progress"]["step"], (stop_event, info["progress"])
     assert server.client.get(f"/v1/jobs/{job_id}/result").status_code == 409
     # A cancelled job stays cancelled; cancelling again is harmless.
     assert server.client.post(f"/v1/jobs/{job_id}/cancel").json()["state"] == "cancelled"

@@ -57,9 +57,16 @@ def test_sigterm_checkpoints_marks_interrupted_and_resumes(tmp_path):
     job_id = s.submit(job_request(steps=60))
     _follow_until_step(s, job_id, 12)
     assert s.stop(signal.SIGTERM) == 0
-    status = (data / "jobs" / job_id / "status.json").read_text()
-    assert '"interrupted"' in status, status
-    step_at_stop = json.loads(status)["progress"]["step"]
+    status = json.loads((data / "jobs" / job_id / "status.json").read_text())
+    assert status["state"] == "interrupted", status
+    step_at_stop = status["progress"]["step"]
+    assert step_at_stop >= 12, status
+    stop_events = [
+        e["data"] for e in map(json.loads, (data / "jobs" / job_id / "events.jsonl").read_text().splitlines())
+        if e["type"] == "status" and e["data"]["state"] == "interrupted"
+    ]
+    # The event tells a client where the checkpoint stands, and status.json agrees with it.
+    assert stop_events[-1]["checkpoint_step"] == step_at_stop, (stop_events, status)
 
     s2 = Server(data)
     try:
