@@ -58,6 +58,17 @@ def _converter(tp: Any) -> tuple[Any, list[str] | None, str]:
         return optional, None if choices is None else [*choices, "none"], metavar
     if origin is Literal:
         return str, [str(a) for a in args], "{" + ",".join(str(a) for a in args) + "}"
+    if origin is list or (origin is tuple and len(args) == 2 and args[1] is Ellipsis):
+        elem_conv = _converter(args[0])[0]
+        seq = list if origin is list else tuple
+
+        def many(s: str) -> Any:
+            return seq(elem_conv(p) for p in s.replace(" ", "").split(",") if p)
+
+        many.__name__ = (
+            f"comma-separated {getattr(args[0], '__name__', 'value')}"  # argparse's error names it
+        )
+        return many, None, "A,B,…"
     if origin is tuple:
         elem = args[0]
 
@@ -103,15 +114,26 @@ def method_default_notes(prefix: str) -> dict[str, str]:
     return notes
 
 
+def _shown(value: Any) -> str:
+    """A default as it is typed on the command line."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(_shown, value))
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    return '""' if value == "" else str(value)
+
+
 def add_config_flags(
     parser: argparse.ArgumentParser,
     cls: type,
-    skip: set[str],
+    skip: set[str] = frozenset(),
     prefix: str = "",
     notes: dict[str, str] | None = None,
+    defaults: Any = None,
 ) -> list[str]:
     """Add one flag per leaf field of dataclass ``cls``; returns the dotted paths added. ``notes`` are
-    appended to the help of the paths they name."""
+    appended to the help of the paths they name; with ``defaults`` (an instance of ``cls``) the help
+    shows each field's default too (not for run configs, whose defaults come from presets)."""
     notes = notes or {}
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
@@ -123,7 +145,8 @@ def add_config_flags(
             continue
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            paths += add_config_flags(parser, tp, skip, path + ".", notes)
+            sub = None if defaults is None else getattr(defaults, f.name)
+            paths += add_config_flags(parser, tp, skip, path + ".", notes, sub)
             continue
         members = typing.get_args(tp)
         if members and all(dataclasses.is_dataclass(m) for m in members):
@@ -146,7 +169,16 @@ def add_config_flags(
             metavar=metavar,
             default=argparse.SUPPRESS,
             # argparse formats help with %
-            help=" ".join(filter(None, [docs.get(f.name, ""), notes.get(path, "")])).replace("%", "%%"),
+            help=" ".join(
+                filter(
+                    None,
+                    [
+                        docs.get(f.name, ""),
+                        notes.get(path, ""),
+                        None if defaults is None else f"(default: {_shown(getattr(defaults, f.name))})",
+                    ],
+                )
+            ).replace("%", "%%"),
         )
         paths.append(path)
     return paths
@@ -155,3 +187,12 @@ def add_config_flags(
 def overrides_from(ns: argparse.Namespace, paths: list[str]) -> dict[str, Any]:
     """The dotted settings the user actually gave."""
     return {p: getattr(ns, p) for p in paths if hasattr(ns, p)}
+
+
+def apply_overrides(cfg: Any, ns: argparse.Namespace, paths: list[str]) -> Any:
+    """Set the dotted settings the user gave on the dataclass instance ``cfg`` (in place); returns it."""
+    from engine.config import set_path
+
+    for path, value in overrides_from(ns, paths).items():
+        set_path(cfg, path, value)
+    return cfg

@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +50,8 @@ sys.path.insert(0, str(REPO))  # engine/ and tests/
 import torch  # noqa: E402
 
 import engine  # noqa: E402  (sets THP_MEM_ALLOC_ENABLE; torch reads it at its first big allocation, below)
-from engine.config import PRESETS, set_path  # noqa: E402
-from engine.configbase import field_docs  # noqa: E402
+from engine.cli import OneLineParser, add_config_flags, apply_overrides  # noqa: E402
+from engine.config import PRESETS  # noqa: E402
 from engine.guidance import METHODS  # noqa: E402
 
 if TYPE_CHECKING:
@@ -173,48 +172,6 @@ class BenchConfig:
             if preset not in PRESETS:
                 raise ValueError(f"--{name}.preset {preset!r}: choose one of {', '.join(PRESETS)}")
         shlex.split(self.e2e.flags)  # unbalanced quotes: ValueError now, not after the other suites
-
-
-def _parse_bool(text: str) -> bool:
-    value = {"true": True, "1": True, "false": False, "0": False}.get(text.strip().lower())
-    if value is None:
-        raise ValueError(text)  # argparse reports it as an invalid value
-    return value
-
-
-def _flag_type(tp: Any) -> tuple[Callable[[str], Any], str]:
-    """(parse function, metavar) of a field annotation: bool, int, str, or a comma-separated list."""
-    if tp is bool:
-        return _parse_bool, "{true,false}"
-    if typing.get_origin(tp) is list:
-        (elem,) = typing.get_args(tp)
-        return (lambda s: [elem(x) for x in s.replace(" ", "").split(",") if x]), "A,B,…"
-    return tp, tp.__name__.upper()
-
-
-def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> list[str]:
-    """One ``--dotted.path`` flag per leaf field of ``cls`` (help = the field's docstring and its default);
-    returns the dotted paths."""
-    hints, docs, defaults, paths = typing.get_type_hints(cls), field_docs(cls), cls(), []
-    for f in dataclasses.fields(cls):
-        path, tp = prefix + f.name, hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            paths += add_flags(parser, tp, path + ".")
-            continue
-        conv, metavar = _flag_type(tp)
-        default = getattr(defaults, f.name)
-        shown = ",".join(map(str, default)) if isinstance(default, list) else str(default)
-        shown = {"": '""', "True": "true", "False": "false"}.get(shown, shown)
-        parser.add_argument(
-            "--" + path.replace("_", "-"),
-            dest=path,
-            type=conv,
-            metavar=metavar,
-            default=argparse.SUPPRESS,
-            help=f"{docs[f.name]} (default: {shown})".replace("%", "%%"),
-        )
-        paths.append(path)
-    return paths
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -665,21 +622,16 @@ def machine_info() -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, argparse.Namespace]:
     """The config (defaults or ``--quick``, then the flags given) and the parsed arguments; bad values exit 2."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes (BenchConfig.quick); flags still apply"
     )
     parser.add_argument(
         "--json", type=Path, help="also write every number to this JSON file (after each suite)"
     )
-    paths = add_flags(parser, BenchConfig)
+    paths = add_config_flags(parser, BenchConfig, defaults=BenchConfig())
     args = parser.parse_args(argv)
-    cfg = BenchConfig.quick() if args.quick else BenchConfig()
-    for path in paths:
-        if hasattr(args, path):
-            set_path(cfg, path, getattr(args, path))
+    cfg = apply_overrides(BenchConfig.quick() if args.quick else BenchConfig(), args, paths)
     try:
         cfg.validate()
     except ValueError as e:

@@ -54,8 +54,6 @@ import dataclasses
 import json
 import sys
 import time
-import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,47 +63,10 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 import engine  # noqa: E402,F401  (sets THP_MEM_ALLOC_ENABLE before torch allocates)
-from engine.config import set_path  # noqa: E402
-from engine.configbase import field_docs  # noqa: E402
+from engine.cli import OneLineParser, add_config_flags, apply_overrides  # noqa: E402
 from engine.evaluation import report  # noqa: E402
 from engine.evaluation.config import EvalConfig  # noqa: E402
 from engine.evaluation.suites import SUITES, Evaluation, plan  # noqa: E402
-
-
-def _parse_flag(tp: Any) -> tuple[Callable[[str], Any], str]:
-    """(parse function, metavar) of a field annotation: bool, int, float, str, or a comma-separated tuple."""
-    if tp is bool:
-        return (
-            lambda s: {"true": True, "1": True, "false": False, "0": False}[s.strip().lower()]
-        ), "{true,false}"
-    if typing.get_origin(tp) is tuple:
-        elem = typing.get_args(tp)[0]
-        return (lambda s: tuple(elem(x.strip()) for x in s.split(",") if x.strip())), "A,B,…"
-    return tp, tp.__name__.upper()
-
-
-def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> list[str]:
-    """One ``--dotted.path`` flag per leaf of dataclass ``cls`` (help = the field's docstring and default);
-    returns the dotted paths."""
-    hints, docs, defaults, paths = typing.get_type_hints(cls), field_docs(cls), cls(), []
-    for f in dataclasses.fields(cls):
-        path, tp = prefix + f.name, hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            paths += add_flags(parser, tp, path + ".")
-            continue
-        conv, metavar = _parse_flag(tp)
-        default = getattr(defaults, f.name)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default).lower()
-        parser.add_argument(
-            "--" + path.replace("_", "-"),
-            dest=path,
-            type=conv,
-            metavar=metavar,
-            default=argparse.SUPPRESS,
-            help=f"{docs.get(f.name, '')} (default {shown})".replace("%", "%%"),
-        )
-        paths.append(path)
-    return paths
 
 
 def write_results(ev: Evaluation, results: dict[str, Any]) -> None:
@@ -166,9 +127,7 @@ def _timing_line(t: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--out", type=Path, default=REPO / "outputs" / "eval", help="output folder (default outputs/eval)"
     )
@@ -176,12 +135,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--quick", action="store_true", help="tiny settings (EvalConfig.quick); flags still apply"
     )
     parser.add_argument("--dry-run", action="store_true", help="list the runs, cached or to train, and stop")
-    paths = add_flags(parser, EvalConfig)
+    paths = add_config_flags(parser, EvalConfig, defaults=EvalConfig())
     args = parser.parse_args(argv)
-    cfg = EvalConfig.quick() if args.quick else EvalConfig()
-    for path in paths:
-        if hasattr(args, path):
-            set_path(cfg, path, getattr(args, path))
+    cfg = apply_overrides(EvalConfig.quick() if args.quick else EvalConfig(), args, paths)
     try:
         cfg.validate()
     except ValueError as e:

@@ -11,56 +11,22 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.engine_server import FAST_OPTIONS, REPO, EngineProcess, child_env, free_port, health
+
+__all__ = ["FAST_OPTIONS", "REPO", "child_env", "free_port", "health"]  # re-exported for the tests
+
 SESSION = Path(__file__).with_name("blender_session.py")
 
-FAST_OPTIONS = {
-    "train.render_size": 32,
-    "train.checkpoint_every": 5,
-    "field.grid.compile": False,
-    "field.grid.n_levels": 8,
-    "field.grid.log2_hashmap_size": 14,
-    "renderer.n_samples": 32,
-    "export.resolution": 64,
-    "export.target_faces": 3000,
-    "export.turntable_views": 2,
-    "export.turntable_size": 64,
-}
-"""A tiny run (~10 it/s on this CPU, checkpoints every 5 steps, ~1 s export) for end-to-end tests."""
-
 FAST_OPTIONS_TEXT = "; ".join(f"{k} = {json.dumps(v)}" for k, v in FAST_OPTIONS.items())
-"""The same, as typed into the panel's Extra Settings field."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """Environment for subprocesses: offline, unbuffered, the caller's thread limits."""
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra}
-
-
-def health(url: str, timeout: float = 2.0) -> dict | None:
-    """The engine's /v1/health, or None if nothing answers."""
-    try:
-        with urllib.request.urlopen(url + "/v1/health", timeout=timeout) as r:
-            return json.loads(r.read())
-    except OSError:
-        return None
+"""The tiny-run options, as typed into the panel's Extra Settings field."""
 
 
 def process_gone(pid: int) -> bool:
@@ -85,35 +51,11 @@ def wait_gone(pid: int, timeout: float) -> bool:
     return True
 
 
-class Engine:
-    """``python -m engine.serve`` on a free loopback port with its own data folder."""
+class Engine(EngineProcess):
+    """``python -m engine.serve`` on a free loopback port with its own data folder (log: engine.log)."""
 
     def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir.parent / "engine.log"
-        self._log = open(self.log_path, "w")
-        cmd = [sys.executable, "-m", "engine.serve", "--port", str(self.port), "--data-dir", str(data_dir)]
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=child_env(), stdout=self._log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 120
-        while health(self.url) is None:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the test engine did not start:\n{self.log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        super().__init__(data_dir, log_name="engine.log")
 
 
 @pytest.fixture(scope="session")

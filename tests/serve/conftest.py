@@ -7,79 +7,28 @@ and the command line are exercised as a user would.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-FAST_OPTIONS = {
-    "train.render_size": 32,
-    "train.checkpoint_every": 5,
-    "field.grid.compile": False,
-    "field.grid.n_levels": 8,
-    "field.grid.log2_hashmap_size": 14,
-    "renderer.n_samples": 32,
-    "export.resolution": 64,
-    "export.target_faces": 3000,
-    "export.turntable_views": 2,
-    "export.turntable_size": 64,
-}
-"""A tiny run (~10 it/s here, a small checkpoint, ~2 s export) for end-to-end tests."""
+from tests.engine_server import FAST_OPTIONS, EngineProcess
 
 
 def job_request(steps: int = 30, prompt: str = "a red cube", **extra) -> dict:
     return {"prompt": prompt, "steps": steps, "texture_size": 256, "options": dict(FAST_OPTIONS), **extra}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class Server(EngineProcess):
     """A running ``python -m engine.serve`` and an HTTP client with its token."""
 
     def __init__(self, data_dir: Path, *args: str, startup_timeout: float = 120.0):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir.parent / f"{data_dir.name}-server-{self.port}.log"
-        self._log = open(self.log_path, "w")  # a file, not a pipe: a full pipe would block the server
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "engine.serve", "--port", str(self.port), "--data-dir", str(data_dir)]
-        self.proc = subprocess.Popen(
-            [*cmd, *args], cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode} on start:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"server not healthy after {startup_timeout} s:\n{self.log()}")
-            time.sleep(0.2)
+        super().__init__(data_dir, *args, startup_timeout=startup_timeout)
         self.token = (data_dir / "token").read_text().strip()
         self.headers = {"Authorization": f"Bearer {self.token}"}
         self.client = httpx.Client(base_url=self.url, headers=self.headers, timeout=60)
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()[-4000:]
 
     # ------------------------------------------------------------------ requests
     def submit(self, body: dict) -> str:
@@ -107,24 +56,11 @@ class Server:
     # ------------------------------------------------------------------ stopping
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"server did not stop within {timeout} s after signal {sig}:\n{self.log()}")
-        self._log.close()
-        return code
+        return super().stop(sig, timeout)
 
     def kill(self) -> None:
-        """SIGKILL: no clean-up at all, as after a crash or power cut of the process."""
         self.client.close()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self._log.close()
+        super().kill()
 
 
 def sse_events(

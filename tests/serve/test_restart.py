@@ -62,7 +62,8 @@ def test_sigterm_checkpoints_marks_interrupted_and_resumes(tmp_path):
     step_at_stop = status["progress"]["step"]
     assert step_at_stop >= 12, status
     stop_events = [
-        e["data"] for e in map(json.loads, (data / "jobs" / job_id / "events.jsonl").read_text().splitlines())
+        e["data"]
+        for e in map(json.loads, (data / "jobs" / job_id / "events.jsonl").read_text().splitlines())
         if e["type"] == "status" and e["data"]["state"] == "interrupted"
     ]
     # The event tells a client where the checkpoint stands, and status.json agrees with it.
