@@ -1,6 +1,6 @@
 """Measure the papers' claims in the built-in world, where the true object is known (issue 8).
 
-    python scripts/evaluate.py --out outputs/eval                    # the full default evaluation (~45 min)
+    python scripts/evaluate.py --out outputs/eval                    # the full default evaluation (~48 min)
     python scripts/evaluate.py --out outputs/eval --suites janus     # some suites (runs are shared/cached)
     python scripts/evaluate.py --out outputs/eval --dry-run          # list the runs, cached or to train
     python scripts/evaluate.py --out /tmp/q --quick                  # tiny: checks the pipeline (< 1 min)
@@ -25,16 +25,17 @@ diversity    LMC-SDS with fixed vs resampled ε (LMC-SDS §4): pairwise distance
 
 Recognition and janus score the true objects too (rows ``truth``): the judge's own error on them.
 
-Default plan and budget. The issue allows 90 min on this 2-core CPU; the plan aims at ~45 min so that a
-shared machine still finishes inside 60. Built-in prior, fast preset at 250 steps (the preset's 600 would
-need ~2.4× the time) with 64² training renders; views: 16 azimuths at 15°, 64². Prompts "a red cube",
+Default plan and budget. The issue allows 90 min on this 2-core CPU; the plan takes ~48 min, so a shared
+machine still finishes inside 90. Built-in prior, fast preset at 250 steps (the preset's 600 would need
+~2.4× the time) with 64² training renders; views: 16 azimuths at 15°, 64². Prompts "a red cube",
 "a snowman", "a red house" (a primitive and both classes with a front) × seeds 0, 1 × every method; ESD
 λ ∈ {0, 0.5, 1}; ω ∈ {10, 30, 100} for SDS and LMC-SDS on "a red cube" and "a snowman", seed 0; diversity
-on "a red cube", seeds 0, 1, 2. Shared runs are trained once: 40 distinct runs (SDS 10, LMC-SDS 14, ESD
-10, VSD 6). Measured here per 250-step run (train + render, one torch thread at low priority on the shared,
-loaded machine): SDS 59–84 s, LMC-SDS 72 s, ESD 88 s, VSD 130 s; the plan is then ≈ 56 min at one
-contended thread, and ≈ 40–45 min expected with both cores free. Every trained run prints its time and an
-ETA for the rest; ``--dry-run`` estimates from the cached runs; ``results.json`` keeps the per-method means.
+on "a red cube", seeds 0–3, ε fixed and resampled. Shared runs are trained once: 42 distinct runs (SDS 10,
+LMC-SDS 16, ESD 10, VSD 6). Measured in the published run (``results/eval``, both cores free): 47.8 min
+in all; per 250-step run (train + render) SDS 62 s, LMC-SDS 54 s, ESD 82 s, VSD 87 s on average. Every
+trained run prints its time and an ETA for the rest; ``--dry-run`` estimates from the cached runs;
+``results.json`` keeps the per-method means. The janus suite also reports whether λ moved the asset at
+all (distance between λ values at one seed vs between seeds at one λ).
 Shorter: ``--steps 200`` (−20%), ``--seeds 0`` (27 runs, about −35%).
 
 Outputs in ``--out`` (default ``outputs/eval``): ``results.json`` (everything: provenance, config, per-asset
@@ -54,6 +55,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -99,9 +101,11 @@ def timing(ev: Evaluation, suites: dict[str, Any], wall: float) -> dict[str, Any
     """Wall time of this invocation, and the recorded time of every distinct run used (trained now or
     earlier): their total and mean per method (what a full run from scratch costs)."""
     used: dict[str, tuple[str, float]] = {}
+    commits: dict[str, str] = {}
     for r in suites.values():
         for x in r["runs"]:
             used[x["key"]] = (x["method"], sum(x["seconds"].values()))
+            commits[x["key"]] = x.get("commit", "unknown")
     by_method: dict[str, list[float]] = {}
     for m, sec in used.values():
         by_method.setdefault(m, []).append(sec)
@@ -113,6 +117,7 @@ def timing(ev: Evaluation, suites: dict[str, Any], wall: float) -> dict[str, Any
         "prior_loaded": ev.prior_loaded,
         "run_seconds_total": sum(sec for _, sec in used.values()),
         "mean_run_seconds_by_method": {m: float(np.mean(v)) for m, v in by_method.items()},
+        "runs_by_commit": dict(Counter(commits.values())),
     }
 
 
@@ -121,7 +126,9 @@ def _timing_line(t: dict[str, Any]) -> str:
     return (
         f"Time: the {t['distinct_runs']} distinct runs took {t['run_seconds_total'] / 60:.1f} min to train and "
         f"render (mean per run: {means}); this invocation trained {t['trained_runs']}, loaded "
-        f"{t['cached_runs']} from the cache and took {t['wall_seconds'] / 60:.1f} min."
+        f"{t['cached_runs']} from the cache and took {t['wall_seconds'] / 60:.1f} min. Runs trained at commit "
+        + ", ".join(f"{c[:10]} ({n})" for c, n in t.get("runs_by_commit", {}).items())
+        + "."
     )
 
 
@@ -181,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "cached": x.cached,
                 "diverged": x.record.get("diverged"),
                 "seconds": x.record["seconds"],
+                "commit": x.record.get("commit", "unknown"),
             }
             for s, x in runs.items()
         ]

@@ -12,6 +12,12 @@ x^a_v, x^b_v ∈ [0, 1]^{3×H×W}:
 
 Over S seeds the pairwise distances form a symmetric S × S matrix with a zero diagonal; the diversity of a
 setting is the mean of its off-diagonal entries. Identical assets have zero diversity.
+
+The same distance says whether a setting (ESD's λ, say) changes the asset at all: for assets a_{k,s} of
+settings k and seeds s, compare the mean distance between settings at one seed,
+``mean_s mean_{k<k'} d(a_{k,s}, a_{k',s})``, with the mean distance between seeds at one setting,
+``mean_k mean_{s<s'} d(a_{k,s}, a_{k,s'})`` (:func:`setting_effect`). A ratio near 0 means the setting
+leaves the asset as it was and any difference in a metric along it is noise.
 """
 
 from __future__ import annotations
@@ -75,4 +81,28 @@ def mean_off_diagonal(m: np.ndarray) -> float:
     return float(m[~np.eye(m.shape[0], dtype=bool)].mean())
 
 
-__all__ = ["feature_distance", "judge_features", "mean_off_diagonal", "pairwise", "pixel_distance"]
+def setting_effect(
+    assets: dict[tuple[float, int], Float[Tensor, "V 3 H W"]],
+) -> tuple[float, float]:
+    """(mean pixel distance between settings at one seed, mean distance between seeds at one setting) of
+    ``assets[(setting, seed)]``; pairs with a missing asset are left out (nan if no pair is left)."""
+    settings = sorted({k for k, _ in assets})
+    seeds = sorted({s for _, s in assets})
+
+    def mean_over(pairs: list[tuple[tuple[float, int], tuple[float, int]]]) -> float:
+        ds = [pixel_distance(assets[a], assets[b]) for a, b in pairs if a in assets and b in assets]
+        return float(np.mean(ds)) if ds else float("nan")
+
+    across_settings = [((a, s), (b, s)) for s in seeds for a, b in itertools.combinations(settings, 2)]
+    across_seeds = [((k, a), (k, b)) for k in settings for a, b in itertools.combinations(seeds, 2)]
+    return mean_over(across_settings), mean_over(across_seeds)
+
+
+__all__ = [
+    "setting_effect",
+    "feature_distance",
+    "judge_features",
+    "mean_off_diagonal",
+    "pairwise",
+    "pixel_distance",
+]

@@ -7,7 +7,7 @@ and for the ω sweep) share it, and a changed setting makes a new run. Each run 
 
     views.npz    rgb [V, 3, H, W] and mask [V, 1, H, W] (float32), azimuth [V] (degrees)
     views.png    the V views side by side, for eyes
-    run.json     the spec, the resolved config, timings, final loss, versions — written last (atomically),
+    run.json     the spec, the resolved config, timings, final loss, versions, commit — written last (atomically),
                  so its presence means the run is complete; an interrupted evaluation skips such runs.
 
 Training is in-process with one shared prior (loaded once, only when a run is missing). No mesh is
@@ -35,6 +35,7 @@ import torch
 
 import engine
 from engine.config import RunConfig, build_config
+from engine.evaluation import report
 from engine.evaluation.views import ViewConfig, Views, nerf_views, spec_for_prompt, true_radius
 
 
@@ -181,6 +182,8 @@ def train_and_render(
         "seconds": {"setup": t1 - t0, "train": t2 - t1, "render": t3 - t2},
         "steps": trainer.step,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # Cached runs outlive the commit that trained them: each carries its own.
+        "commit": report.git_commit(),
         "versions": {
             "engine": engine.__version__,
             "torch": torch.__version__,

@@ -25,6 +25,7 @@ from engine.evaluation.diversity import (
     mean_off_diagonal,
     pairwise,
     pixel_distance,
+    setting_effect,
 )
 from engine.evaluation.fidelity import ImageStatistics, compare, image_statistics
 from engine.evaluation.janus import janus_score
@@ -208,6 +209,10 @@ def _assets(
                 yield m, p, s, None if r.diverged else _rgb(r)
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("nan")
+
+
 def summarise(rows: list[dict], keys: list[str], metrics: list[str]) -> list[dict]:
     """Mean of ``metrics`` per group of ``keys`` (groups in first-seen order) over the rows that did not
     diverge; ``n`` counts those, ``diverged`` the others."""
@@ -300,6 +305,12 @@ def janus(ev: Evaluation, runs: Runs) -> dict[str, Any]:
     metrics = ["janus_asset", "back_front_rate", "n_fronts"]
     summary = summarise([r for r in rows if r["group"] == "method"], ["method"], metrics)
     sweep = summarise([r for r in rows if r["group"] == "lam"], ["lam"], metrics)
+    # Does λ change the asset at all? (If not, differences along the sweep are the judge's noise.)
+    lam_effect = []
+    for p in fp:
+        by = {(lam, s): rgb for g, _, lam, q, s, rgb in assets if g == "lam" and q == p and rgb is not None}
+        across_lam, across_seeds = setting_effect(by)
+        lam_effect.append({"prompt": p, "across_lam": across_lam, "across_seeds": across_seeds})
     plots.janus(summary, sweep, f"Janus on {', '.join(fp)}", ev.out / "janus.png", ev.prov)
     ev.sheet("janus", runs)
     header = ["assets", "diverged", "Janus assets", "back views showing a front", "mean fronts"]
@@ -316,6 +327,18 @@ def janus(ev: Evaluation, runs: Runs) -> dict[str, Any]:
         "",
         report.markdown_table(["λ", *header], [[f"{s['lam']:g}", *(s[k] for k in cols)] for s in sweep]),
         "",
+        "Does λ change the asset? Mean pixel RMS between the λ values' assets of one seed, against the mean "
+        "between the seeds' assets of one λ (renders of the same views; a small ratio means λ barely moved "
+        "the asset and the sweep's differences are not λ's doing):",
+        "",
+        report.markdown_table(
+            ["prompt", "between λ values (same seed)", "between seeds (same λ)", "ratio"],
+            [
+                [e["prompt"], e["across_lam"], e["across_seeds"], _ratio(e["across_lam"], e["across_seeds"])]
+                for e in lam_effect
+            ],
+        ),
+        "",
         "Front-visible verdicts per view (F = a front seen), from azimuth 0 counter-clockwise:",
         "",
         report.markdown_table(
@@ -328,7 +351,13 @@ def janus(ev: Evaluation, runs: Runs) -> dict[str, Any]:
         "",
         "![janus](janus.png)",
     ]
-    return {"rows": rows, "summary": summary, "lam_sweep": sweep, "markdown": "\n".join(md)}
+    return {
+        "rows": rows,
+        "summary": summary,
+        "lam_sweep": sweep,
+        "lam_effect": lam_effect,
+        "markdown": "\n".join(md),
+    }
 
 
 def fidelity(ev: Evaluation, runs: Runs) -> dict[str, Any]:

@@ -71,6 +71,8 @@ def test_quick_results_are_well_formed(quick):
     jan = {r["method"]: r for r in s["janus"]["summary"]}
     assert jan["truth"]["n_fronts"] == 1.0 and jan["truth"]["back_front_rate"] == 0.0
     assert [r["lam"] for r in s["janus"]["lam_sweep"]] == [0.0, 1.0]
+    (effect,) = s["janus"]["lam_effect"]  # one front prompt, one seed: a λ distance, no seed pair
+    assert effect["prompt"] == "a snowman" and effect["across_lam"] > 0 and math.isnan(effect["across_seeds"])
     fid = s["fidelity"]["rows"]
     assert len(fid) == 4 and {(r["method"], r["scale"]) for r in fid} == {
         (m, w) for m in ("sds", "lmc-sds") for w in (10.0, 100.0)
@@ -122,6 +124,11 @@ def test_second_run_loads_every_run_from_the_cache(quick):
     for name in SUITES:
         assert again["suites"][name]["summary"] == first["suites"][name]["summary"]
     assert not again["timing"]["prior_loaded"]  # nothing to train: the prior is never loaded
+    # Cached runs keep the commit that trained them (results computed later say where their runs came from).
+    assert again["timing"]["runs_by_commit"] == first["timing"]["runs_by_commit"]
+    assert sum(first["timing"]["runs_by_commit"].values()) == 10
+    assert len(next(iter(first["timing"]["runs_by_commit"])).split("+")[0]) == 40
+    assert "Runs trained at commit" in (out / "results.md").read_text()
     listing = evaluate.main(["--quick", "--out", str(out), "--dry-run", "--suites", "janus"])
     assert listing["cached"] == len(listing["runs"]) == 5
 
