@@ -68,7 +68,8 @@ import engine  # noqa: E402,F401  (sets THP_MEM_ALLOC_ENABLE before torch alloca
 from engine.cli import OneLineParser, add_config_flags, apply_overrides  # noqa: E402
 from engine.evaluation import report  # noqa: E402
 from engine.evaluation.config import EvalConfig  # noqa: E402
-from engine.evaluation.suites import SUITES, Evaluation, plan  # noqa: E402
+from engine.evaluation.session import Evaluation, plan  # noqa: E402
+from engine.evaluation.suites import SUITES  # noqa: E402
 
 
 def write_results(ev: Evaluation, results: dict[str, Any]) -> None:

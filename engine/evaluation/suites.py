@@ -1,24 +1,20 @@
-"""The evaluation suites: which runs each needs, and what it computes from their renders.
+"""The evaluation suites: what each computes from the renders of its runs.
 
-:func:`plan` lists a suite's runs; :class:`Evaluation` gets them (cached or trained now, see
-:mod:`engine.evaluation.runs`); each suite function turns them into per-asset ``rows``, a ``summary`` per
-group (means over the assets that did not diverge), figures and a markdown section. The true objects are
+:func:`~engine.evaluation.session.plan` lists a suite's runs and :class:`~engine.evaluation.session.Evaluation`
+gets them (cached or trained now); each suite function here turns them into per-asset ``rows``, a
+``summary`` per group (means over the assets that did not diverge), figures and a markdown section. The true objects are
 scored like assets wherever the metric allows (rows with method ``truth``): they show the judge's own error.
 """
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from engine.evaluation import plots, report
-from engine.evaluation.config import EvalConfig
 from engine.evaluation.diversity import (
     feature_distance,
     judge_features,
@@ -30,169 +26,9 @@ from engine.evaluation.diversity import (
 from engine.evaluation.fidelity import ImageStatistics, compare, image_statistics
 from engine.evaluation.janus import janus_score
 from engine.evaluation.recognition import recognition_score
-from engine.evaluation.runs import RunResult, RunSpec, RunStore, get_run, run_key
+from engine.evaluation.session import Evaluation, Runs, front_prompts, lam_spec, rgb_of, spec
 from engine.evaluation.views import spec_for_prompt, world_views
-from engine.judge import judge_images, load_judge
-
-Runs = dict[RunSpec, RunResult]
-
-
-def spec(prompt: str, method: str, seed: int, **overrides: Any) -> RunSpec:
-    """A run spec with dotted overrides, e.g. ``spec(p, "sds", 0, **{"guidance.guidance_scale": 30.0})``."""
-    return RunSpec(prompt, method, seed, tuple(sorted(overrides.items())))
-
-
-def lam_spec(prompt: str, seed: int, lam: float) -> RunSpec:
-    """ESD at λ; λ = 0 runs as VSD (the same maths, so the sweep shares VSD's run)."""
-    if lam == 0.0:
-        return spec(prompt, "vsd", seed)
-    return spec(prompt, "esd", seed, **{"guidance.lam": float(lam)})
-
-
-def front_prompts(cfg: EvalConfig) -> list[str]:
-    """The prompts of ``cfg.prompts`` whose object has a front (snowman, house)."""
-    return [p for p in cfg.prompts if spec_for_prompt(p).has_front]
-
-
-def plan(cfg: EvalConfig, suite: str) -> list[RunSpec]:
-    """The runs a suite needs, in training order."""
-    c = cfg
-    if suite == "recognition":
-        specs = [spec(p, m, s) for m in c.methods for p in c.prompts for s in c.seeds]
-    elif suite == "janus":
-        fp = front_prompts(c)
-        specs = [spec(p, m, s) for m in c.methods for p in fp for s in c.seeds]
-        specs += [lam_spec(p, s, lam) for lam in c.janus.lams for p in fp for s in c.seeds]
-    elif suite == "fidelity":
-        f = c.fidelity
-        specs = [
-            spec(p, m, s, **{"guidance.guidance_scale": float(w)})
-            for m in f.methods
-            for w in f.scales
-            for p in f.prompts
-            for s in f.seeds
-        ]
-    elif suite == "diversity":
-        d = c.diversity
-        specs = [
-            spec(p, m, s, **{"guidance.fixed_noise": fixed})
-            for m in d.methods
-            for fixed in (True, False)
-            for p in d.prompts
-            for s in d.seeds
-        ]
-    else:
-        raise ValueError(f"unknown suite {suite!r}")
-    return list(dict.fromkeys(specs))
-
-
-class Evaluation:
-    """Shared state of one evaluation: config, output folder, run cache, prior (lazy), judge, provenance."""
-
-    def __init__(self, cfg: EvalConfig, out: Path, prov: dict[str, Any]):
-        self.cfg, self.out, self.prov = cfg, Path(out), prov
-        self.store = RunStore(self.out / "runs")
-        self.settings = cfg.run_settings()
-        self.judge = load_judge()
-        self._prior = None
-        self.trained: dict[str, list[float]] = defaultdict(list)
-        """Method → seconds (setup + train + render) of each run trained in this process."""
-        self.trained_before: dict[str, list[float]] = defaultdict(list)
-        """Method → recorded seconds of the cached runs (for the ETA of a resumed evaluation)."""
-        self.cached_keys: set[str] = set()
-        """Keys of the runs loaded from the cache (trained by an earlier invocation)."""
-        self.trained_keys: set[str] = set()
-        """Keys of the runs trained by this process."""
-        self.pending: dict[str, str] = {}
-        """Key → method of every run still to train in this evaluation (for the ETA; set by the caller)."""
-
-    def prior(self):
-        """The built-in prior, loaded on first use (never when every run is cached)."""
-        if self._prior is None:
-            from engine.device import resolve_device
-            from engine.priors import load_prior, resolve_prior_spec
-
-            self._prior = load_prior(resolve_prior_spec(self.settings.prior), resolve_device(self.cfg.device))
-        return self._prior
-
-    @property
-    def prior_loaded(self) -> bool:
-        return self._prior is not None
-
-    def key(self, s: RunSpec) -> str:
-        """The run's cache key (resolved config + views): specs with equal keys are the same run."""
-        return run_key(self.settings.config(s), self.cfg.views)
-
-    def is_cached(self, s: RunSpec) -> bool:
-        return (self.store.folder(s, self.key(s)) / "run.json").exists()
-
-    def unique(self, specs: list[RunSpec]) -> list[RunSpec]:
-        """``specs`` without those sharing a key with an earlier one."""
-        first: dict[str, RunSpec] = {}
-        for s in specs:
-            first.setdefault(self.key(s), s)
-        return list(first.values())
-
-    def runs(self, specs: list[RunSpec], suite: str) -> Runs:
-        """Every run of ``specs``, cached or trained now, with a progress line per trained run."""
-        unique = self.unique(specs)
-        todo = [s for s in unique if not self.is_cached(s)]
-        print(
-            f"\n## {suite}: {len(unique)} runs ({len(unique) - len(todo)} cached, {len(todo)} to train)",
-            flush=True,
-        )
-        by_key: dict[str, RunResult] = {}
-        for s in unique:
-            t0 = time.perf_counter()
-            r = get_run(s, self.settings, self.cfg.views, self.store, self.prior)
-            by_key[r.key] = r
-            if r.cached:
-                if r.key not in self.trained_keys:  # not one this process trained for an earlier suite
-                    self.cached_keys.add(r.key)
-                continue
-            self.trained_keys.add(r.key)
-            sec = sum(r.record["seconds"].values())
-            self.trained[s.method].append(sec)
-            self.pending.pop(r.key, None)
-            i = todo.index(s)
-            eta = sum(self.estimate(x.method) for x in todo[i + 1 :])
-            eta_all = sum(self.estimate(m) for m in self.pending.values())
-            note = f" — {r.record['diverged']}" if r.diverged else ""
-            print(
-                f"  [{i + 1}/{len(todo)}] {s.label()}: {sec:.0f} s (wall {time.perf_counter() - t0:.0f} s){note}; "
-                f"ETA ~{eta / 60:.1f} min for this suite, ~{eta_all / 60:.1f} min for all",
-                flush=True,
-            )
-        return {s: by_key[self.key(s)] for s in specs}
-
-    def estimate(self, method: str) -> float:
-        """Mean seconds of this method's runs (trained now, else recorded in the cache; of any method's
-        when it has none yet)."""
-        for source in (self.trained, self.trained_before):
-            if source.get(method):
-                return float(np.mean(source[method]))
-        every = [x for v in (*self.trained.values(), *self.trained_before.values()) for x in v]
-        return float(np.mean(every)) if every else 0.0
-
-    def sheet(self, suite: str, runs: Runs) -> None:
-        """``views_<suite>.png``: the true objects of the suite's prompts, then every run once."""
-        rows = [
-            (f"truth {p!r}", world_views(spec_for_prompt(p), self.cfg.views).rgb)
-            for p in dict.fromkeys(s.prompt for s in runs)
-        ]
-        seen: set[str] = set()
-        for s, r in runs.items():
-            if not r.diverged and r.key not in seen:
-                seen.add(r.key)
-                rows.append((s.label(), _rgb(r)))
-        title = f"{suite}: views from azimuth 0 (the front), counter-clockwise seen from above"
-        plots.views_sheet(rows, title, self.out / f"views_{suite}.png", self.prov)
-
-
-def _rgb(r: RunResult) -> torch.Tensor:
-    if r.views is None:
-        raise ValueError(f"run {r.spec.label()} diverged: it has no views")
-    return r.views.rgb
+from engine.judge import judge_images
 
 
 def _assets(
@@ -206,7 +42,7 @@ def _assets(
         for p in prompts:
             for s in seeds:
                 r = runs[spec(p, m, s)]
-                yield m, p, s, None if r.diverged else _rgb(r)
+                yield m, p, s, None if r.diverged else rgb_of(r)
 
 
 def _ratio(a: float, b: float) -> float:
@@ -284,7 +120,7 @@ def janus(ev: Evaluation, runs: Runs) -> dict[str, Any]:
         for p in fp:
             for s in c.seeds:
                 r = runs[lam_spec(p, s, lam)]
-                assets.append(("lam", f"λ={lam:g}", float(lam), p, s, None if r.diverged else _rgb(r)))
+                assets.append(("lam", f"λ={lam:g}", float(lam), p, s, None if r.diverged else rgb_of(r)))
     azimuth = c.views.cameras().azimuth
     rows = []
     for group, method, lam, prompt, seed, rgb in assets:
@@ -460,7 +296,7 @@ def diversity(ev: Evaluation, runs: Runs) -> dict[str, Any]:
             px_means, ft_means, n_pairs = [], [], 0
             for p in dc.prompts:
                 res = {s: runs[spec(p, m, s, **{"guidance.fixed_noise": fixed})] for s in dc.seeds}
-                ok = [(s, _rgb(r)) for s, r in res.items() if not r.diverged]
+                ok = [(s, rgb_of(r)) for s, r in res.items() if not r.diverged]
                 if len(ok) < 2:
                     continue
                 px = pairwise([rgb for _, rgb in ok], pixel_distance)
@@ -517,4 +353,4 @@ SUITES: dict[str, Callable[[Evaluation, Runs], dict[str, Any]]] = {
 """Suite name → function(evaluation, its runs) → {"rows", "summary", …, "markdown"}."""
 
 
-__all__ = ["SUITES", "Evaluation", "front_prompts", "lam_spec", "plan", "spec", "summarise"]
+__all__ = ["SUITES", "summarise"]
