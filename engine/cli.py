@@ -196,3 +196,23 @@ def apply_overrides(cfg: Any, ns: argparse.Namespace, paths: list[str]) -> Any:
     for path, value in overrides_from(ns, paths).items():
         set_path(cfg, path, value)
     return cfg
+
+
+def parse_config(
+    parser: argparse.ArgumentParser, cls: type, argv: list[str] | None
+) -> tuple[Any, argparse.Namespace]:
+    """For a script configured by dataclass ``cls`` (with a ``quick()`` preset and a ``validate()``): add
+    ``--quick`` and one flag per field (help shows the defaults), parse ``argv``, and return the config —
+    ``cls.quick()`` with ``--quick``, else ``cls()``, then the flags given — and the parsed arguments. A
+    setting ``validate()`` refuses exits with the parser's one-line error."""
+    parser.add_argument(
+        "--quick", action="store_true", help=f"tiny settings ({cls.__name__}.quick); flags still apply"
+    )
+    paths = add_config_flags(parser, cls, defaults=cls())
+    args = parser.parse_args(argv)
+    cfg = apply_overrides(cls.quick() if args.quick else cls(), args, paths)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        parser.error(str(e))
+    return cfg, args

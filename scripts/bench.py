@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))  # engine/ and tests/
 import torch  # noqa: E402
 
 import engine  # noqa: E402  (sets THP_MEM_ALLOC_ENABLE; torch reads it at its first big allocation, below)
-from engine.cli import OneLineParser, add_config_flags, apply_overrides  # noqa: E402
+from engine.cli import OneLineParser, parse_config  # noqa: E402
 from scripts.benchmarks import SUITES, BenchConfig  # noqa: E402  (after engine: see above)
 
 
@@ -89,19 +89,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, argparse.Nam
     """The config (defaults or ``--quick``, then the flags given) and the parsed arguments; bad values exit 2."""
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--quick", action="store_true", help="tiny sizes (BenchConfig.quick); flags still apply"
-    )
-    parser.add_argument(
         "--json", type=Path, help="also write every number to this JSON file (after each suite)"
     )
-    paths = add_config_flags(parser, BenchConfig, defaults=BenchConfig())
-    args = parser.parse_args(argv)
-    cfg = apply_overrides(BenchConfig.quick() if args.quick else BenchConfig(), args, paths)
-    try:
-        cfg.validate()
-    except ValueError as e:
-        parser.error(str(e))
-    return cfg, args
+    return parse_config(parser, BenchConfig, argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -65,7 +65,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 import engine  # noqa: E402,F401  (sets THP_MEM_ALLOC_ENABLE before torch allocates)
-from engine.cli import OneLineParser, add_config_flags, apply_overrides  # noqa: E402
+from engine.cli import OneLineParser, parse_config  # noqa: E402
 from engine.evaluation import report  # noqa: E402
 from engine.evaluation.config import EvalConfig  # noqa: E402
 from engine.evaluation.session import Evaluation, plan  # noqa: E402
@@ -139,17 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--out", type=Path, default=REPO / "outputs" / "eval", help="output folder (default outputs/eval)"
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny settings (EvalConfig.quick); flags still apply"
-    )
     parser.add_argument("--dry-run", action="store_true", help="list the runs, cached or to train, and stop")
-    paths = add_config_flags(parser, EvalConfig, defaults=EvalConfig())
-    args = parser.parse_args(argv)
-    cfg = apply_overrides(EvalConfig.quick() if args.quick else EvalConfig(), args, paths)
-    try:
-        cfg.validate()
-    except ValueError as e:
-        parser.error(str(e))
+    cfg, args = parse_config(parser, EvalConfig, argv)
 
     prov = report.provenance(argv)
     args.out.mkdir(parents=True, exist_ok=True)
