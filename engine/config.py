@@ -17,6 +17,7 @@ from engine.configbase import from_dict, to_dict
 from engine.export import MeshExportConfig
 from engine.fields.nerf import FieldConfig
 from engine.guidance import METHODS, GuidanceConfig, method_config
+from engine.regularizers import RegularizerConfig
 from engine.render.renderer import RendererConfig
 
 MAX_PROMPT_CHARS = 500
@@ -83,6 +84,8 @@ class RunConfig:
     """Volume renderer."""
     cameras: CameraConfig = dataclasses.field(default_factory=CameraConfig)
     """Training camera distribution and view-dependent prompts."""
+    regularizers: RegularizerConfig = dataclasses.field(default_factory=RegularizerConfig)
+    """Geometry regularisers added to the guidance loss (normal smoothness, orientation, opacity entropy)."""
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     """Optimisation loop."""
     export: MeshExportConfig = dataclasses.field(default_factory=MeshExportConfig)
@@ -99,6 +102,8 @@ class RunConfig:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         self.train.validate()
+        self.field.validate()
+        self.regularizers.validate()
         self.guidance.timesteps.validate()
         self.export.validate()
 

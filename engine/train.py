@@ -89,6 +89,7 @@ class Trainer:
         self.renderer = cfg.renderer.setup(cfg.field.bound).to(self.device)
         self.sampler = cfg.cameras.setup()
         self.guidance = cfg.guidance.setup(prior, seed=cfg.train.seed)
+        self.regularizers = cfg.regularizers.setup(cfg.field.bound)
         self.gens = {
             name: torch.Generator().manual_seed(seed * 1000 + i)
             for i, name in enumerate(("camera", "render", "guidance"))
@@ -127,6 +128,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimisation step; raises TrainingDiverged on NaN/inf."""
         cfg, step, total = self.cfg, self.step, self.cfg.train.steps
+        self.field.set_progress(step, total)
         occ = self.renderer.occupancy_grid
         if step % occ.cfg.update_every == 0:
             occ.update(self.field.density, self.gens["render"])
@@ -139,7 +141,8 @@ class Trainer:
         g = self.guidance(
             out.rgb, self.prompt_embeddings(cams), step, total, self.gens["guidance"], cameras=cams.c2w
         )
-        loss = g.loss
+        reg = self.regularizers(self.field, out, step, total, self.gens["render"])
+        loss = g.loss + sum(reg.values()) if reg else g.loss
         if not torch.isfinite(loss.detach()):
             raise TrainingDiverged(
                 f"the loss became {float(loss)} at step {step}: lower the learning rates or the guidance scale "
@@ -156,6 +159,7 @@ class Trainer:
                     )
         self.optimizer.step()
         self.step += 1
+        self.field.set_progress(self.step, total)  # after the last step: every level, for export and previews
         self.last_loss = float(loss.detach())
         return {
             "loss": self.last_loss,
@@ -163,6 +167,7 @@ class Trainer:
             "t": float(g.t.float().mean()) / self.prior.num_train_timesteps,
             "samples": out.n_samples_evaluated,
             **g.extras,  # method-specific scalars, e.g. ESD's ε_ψ loss
+            **{f"reg_{k}": float(v.detach()) for k, v in reg.items()},
         }
 
     def run(self, cancel: threading.Event | None = None) -> TrainResult:
@@ -263,6 +268,7 @@ class Trainer:
         for k, g in self.gens.items():
             g.set_state(state["generators"][k])
         self.step = int(state["step"])
+        self.field.set_progress(self.step, self.cfg.train.steps)
         self.last_loss = float(state.get("last_loss", math.nan))
         log.info("resumed from %s at step %d", path, self.step)
         return self.step

@@ -27,7 +27,7 @@ class CleanupStats:
     """Pieces whose winding was reversed to face outwards."""
 
 
-def _face_components(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+def face_components(faces: np.ndarray, n_vertices: int) -> np.ndarray:
     """Component label per face (faces sharing a vertex are connected)."""
     a = np.concatenate([faces[:, 0], faces[:, 1]])
     b = np.concatenate([faces[:, 1], faces[:, 2]])
@@ -37,17 +37,20 @@ def _face_components(faces: np.ndarray, n_vertices: int) -> np.ndarray:
 
 
 def clean(
-    mesh: trimesh.Trimesh, min_component: float, smooth_iterations: int
+    mesh: trimesh.Trimesh, min_component: float, smooth_iterations: int, largest_only: bool = False
 ) -> tuple[trimesh.Trimesh, CleanupStats]:
-    """Drop floaters and degenerate faces, orient every piece outwards, optionally Taubin-smooth."""
+    """Drop floaters (every piece but the largest with ``largest_only``) and degenerate faces, orient every
+    piece outwards, optionally Taubin-smooth."""
     mesh = mesh.copy()
     mesh.update_faces(mesh.nondegenerate_faces())
     mesh.remove_unreferenced_vertices()
     faces, verts = mesh.faces, mesh.vertices
-    label = _face_components(faces, len(verts))
+    label = face_components(faces, len(verts))
     n_comp = int(label.max()) + 1 if len(label) else 0
     counts = np.bincount(label, minlength=n_comp)
     keep_comp = counts >= min_component * counts.max()
+    if largest_only and n_comp:
+        keep_comp = np.arange(n_comp) == counts.argmax()
     # Signed volume per piece: the sum of det[a, b, c] / 6 over its faces.
     tri = verts[faces]
     vol = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])) / 6.0

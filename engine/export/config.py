@@ -27,8 +27,13 @@ class MeshExportConfig:
     """Opacity (between 0 and 1) that defines the surface for the automatic iso level."""
     chunk: int = 1 << 16
     """Points per field query while building the grid and baking."""
+    solid: bool = True
+    """Make the grid one solid before marching cubes: keep the largest piece, fill cavities, close pin-holes
+    (see engine/export/solid.py); the mesh is then one closed piece. false: every piece above min-component."""
+    close_voxels: int = 1
+    """With solid: radius in grid cells of the closing that fills pin-holes and tunnels (0: off)."""
     min_component: float = 0.05
-    """Drop loose pieces with fewer faces than this fraction of the largest piece (floaters); 0 keeps all."""
+    """Without solid: drop loose pieces with fewer faces than this fraction of the largest (floaters); 0 keeps all."""
     smooth_iterations: int = 3
     """Taubin smoothing passes over the marching-cubes surface (removes voxel steps without shrinking); 0: off."""
     target_faces: int = 20000
@@ -60,6 +65,8 @@ class MeshExportConfig:
             raise ValueError(f"export iso-opacity must be between 0 and 1 (got {self.iso_opacity})")
         if self.chunk < 1024:
             raise ValueError(f"export chunk must be at least 1024 points (got {self.chunk})")
+        if not 0 <= self.close_voxels <= 8:
+            raise ValueError(f"export close-voxels must be in 0..8 (got {self.close_voxels})")
         if not 0.0 <= self.min_component < 1.0:
             raise ValueError(f"export min-component must be in [0, 1) (got {self.min_component})")
         if self.smooth_iterations < 0:

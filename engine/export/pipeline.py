@@ -1,6 +1,6 @@
 """``export_asset(field, cfg, out_path)``: the whole field → .glb export, one timed step per module.
 
-    grid (mesh.py) → iso (mesh.py) → marching cubes (mesh.py) → cleanup, decimate (cleanup.py)
+    grid (mesh.py) → iso (mesh.py) → solid (solid.py) → marching cubes (mesh.py) → cleanup, decimate (cleanup.py)
     → UV atlas (uv.py) → bake (bake.py) → place + encode (gltf.py) → turntable (turntable.py) → write
 
 Everything is computed in memory first; the files are then written to temp names and renamed together,
@@ -32,6 +32,7 @@ from engine.export.gltf import (
     write_all,
 )
 from engine.export.mesh import auto_iso_level, check_grid_memory, density_grid, marching_cubes
+from engine.export.solid import SolidStats, solidify
 from engine.export.turntable import turntable
 from engine.export.uv import unwrap
 
@@ -49,6 +50,8 @@ class ExportResult:
     iso_auto: bool
     """Whether the iso level was derived from the field."""
     cleanup: CleanupStats
+    solid: SolidStats | None
+    """What the solid step changed (None when ``solid`` is off)."""
     texture_coverage: float
     """Fraction of texels inside UV charts."""
     placement: Placement
@@ -71,6 +74,7 @@ class ExportResult:
             "iso_density": self.iso_density,
             "iso_auto": self.iso_auto,
             "cleanup": asdict(self.cleanup),
+            "solid": None if self.solid is None else asdict(self.solid),
             "texture_coverage": self.texture_coverage,
             "placement": self.placement.to_dict(),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
@@ -110,12 +114,16 @@ def export_asset(field, cfg: MeshExportConfig, out_path: Path | str) -> ExportRe
         voxel = 2.0 * field.bound / cfg.resolution
         auto = cfg.iso_density is None
         iso = auto_iso_level(sigma, voxel, cfg.iso_opacity) if auto else float(cfg.iso_density)
+    solid = None
+    if cfg.solid:
+        with step("solid"):
+            sigma, solid = solidify(sigma, iso, cfg.close_voxels)
     with step("marching_cubes"):
         mesh = marching_cubes(sigma, iso, field.bound)
         del sigma
     faces = {"marching_cubes": len(mesh.faces)}
     with step("cleanup"):
-        mesh, stats = clean(mesh, cfg.min_component, cfg.smooth_iterations)
+        mesh, stats = clean(mesh, cfg.min_component, cfg.smooth_iterations, largest_only=cfg.solid)
     faces["cleanup"] = len(mesh.faces)
     with step("decimate"):
         mesh = decimate(mesh, cfg.target_faces)
@@ -157,6 +165,7 @@ def export_asset(field, cfg: MeshExportConfig, out_path: Path | str) -> ExportRe
         iso_density=iso,
         iso_auto=auto,
         cleanup=stats,
+        solid=solid,
         texture_coverage=baked.coverage,
         placement=placement,
         seconds=seconds,

@@ -34,11 +34,35 @@ class UVMesh:
         return len(self.faces)
 
 
+def unit_vertex_normals(mesh: trimesh.Trimesh) -> np.ndarray:
+    """[V, 3] float32 vertex normals of unit length (glTF requires it of NORMAL).
+
+    The angle-weighted mean of the face normals can vanish where faces around a vertex cancel (a fin or a
+    sliver left by decimation); such a vertex takes the normal of its largest adjacent face, and a vertex
+    with no usable face (+Z). Normalised in float64, then cast, so the length is 1 to float32 precision."""
+    n = np.asarray(mesh.vertex_normals, dtype=np.float64)
+    length = np.linalg.norm(n, axis=1)
+    bad = ~(length > 1e-6)
+    if bad.any():
+        fn = np.asarray(mesh.face_normals, dtype=np.float64)
+        verts = mesh.faces.T.ravel()  # every (vertex, face) incidence
+        faces = np.tile(np.arange(len(mesh.faces)), 3)
+        order = np.lexsort((-np.asarray(mesh.area_faces)[faces], verts))  # by vertex, largest face first
+        first_v, first_i = np.unique(verts[order], return_index=True)
+        fallback = np.tile([0.0, 0.0, 1.0], (len(n), 1))
+        fallback[first_v] = fn[faces[order][first_i]]
+        flen = np.linalg.norm(fallback, axis=1)
+        fallback[~(flen > 1e-6)] = (0.0, 0.0, 1.0)
+        n[bad] = fallback[bad]
+        length = np.linalg.norm(n, axis=1)
+    return np.ascontiguousarray(n / length[:, None], dtype=np.float32)
+
+
 def unwrap(mesh: trimesh.Trimesh, texture_size: int, padding: int) -> UVMesh:
     """Chart and pack ``mesh`` for a ``texture_size``² texture with ``padding`` texels between charts."""
     positions = np.ascontiguousarray(mesh.vertices, dtype=np.float32)
     faces = np.ascontiguousarray(mesh.faces, dtype=np.uint32)
-    normals = np.ascontiguousarray(mesh.vertex_normals, dtype=np.float32)
+    normals = unit_vertex_normals(mesh)
     atlas = xatlas.Atlas()
     atlas.add_mesh(positions, faces, normals)
     pack = xatlas.PackOptions()

@@ -38,6 +38,32 @@ def trunc_exp(x: Tensor) -> Tensor:
 
 
 @dataclass
+class CoarseToFine:
+    """Hash-grid levels switched on progressively (threestudio's progressive-band grid, "to ensure smooth
+    analytic normals"): the field starts with only the coarse levels, so the optimisation forms the shape
+    before the fine levels can add surface detail."""
+
+    start_levels: int = 0
+    """Levels active at step 0 (0: every level from the start, i.e. off)."""
+    until: float = 0.5
+    """Fraction of the run at which every level is active; levels are added at even intervals until then."""
+
+    def active_levels(self, n_levels: int, step: int, total: int) -> int:
+        if self.start_levels <= 0 or self.start_levels >= n_levels:
+            return n_levels
+        frac = step / max(total, 1)
+        grown = (n_levels - self.start_levels) * (1.0 if self.until <= 0 else min(1.0, frac / self.until))
+        return min(n_levels, self.start_levels + int(grown))
+
+    def validate(self) -> None:
+        if self.start_levels < 0 or not 0.0 <= self.until <= 1.0:
+            raise ValueError(
+                f"field.coarse-to-fine start-levels must be >= 0 and until in [0, 1] "
+                f"(got {self.start_levels}, {self.until})"
+            )
+
+
+@dataclass
 class FieldConfig:
     """Neural field: encoding, heads, and the initial density blob."""
 
@@ -51,6 +77,11 @@ class FieldConfig:
     """λ_blob: density bias at the centre (Magic3D uses 10)."""
     blob_radius: float = 0.5
     """r_blob: the bias crosses zero at this radius (scene units)."""
+    coarse_to_fine: CoarseToFine = field(default_factory=CoarseToFine)
+    """Progressive activation of the hash-grid levels during training."""
+
+    def validate(self) -> None:
+        self.coarse_to_fine.validate()
 
     def setup(self, device: torch.device | str = "cpu") -> NeRFField:
         return NeRFField(self, device).to(device)
@@ -69,13 +100,27 @@ class NeRFField(nn.Module):
         self.encoding = cfg.grid.setup(device)
         self.density_head = _mlp(self.encoding.out_dim, cfg.hidden_dim, 1)
         self.albedo_head = _mlp(self.encoding.out_dim, cfg.hidden_dim, 3)
+        # 1 for the features of active levels, 0 for the rest (level-major layout: column l·F + f).
+        self.register_buffer("level_mask", torch.ones(self.encoding.out_dim), persistent=False)
+        self.active_levels = cfg.grid.n_levels
+
+    def set_progress(self, step: int, total: int) -> None:
+        """Switch the hash-grid levels on as ``cfg.coarse_to_fine`` says for this point of the run."""
+        k = self.cfg.coarse_to_fine.active_levels(self.cfg.grid.n_levels, step, total)
+        if k != self.active_levels:
+            f = self.cfg.grid.n_features_per_level
+            self.level_mask.zero_()
+            self.level_mask[: k * f] = 1.0
+            self.active_levels = k
 
     @property
     def bound(self) -> float:
         return self.cfg.bound
 
     def _encode(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, "N E"]:
-        return self.encoding((x / self.cfg.bound + 1.0) * 0.5)
+        h = self.encoding((x / self.cfg.bound + 1.0) * 0.5)
+        # Masked levels get no gradient either: their table entries keep their initial values until switched on.
+        return h if self.active_levels == self.cfg.grid.n_levels else h * self.level_mask.to(h.dtype)
 
     def density_bias(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, " N"]:
         """b(x) = λ_blob (1 − ‖x‖ / r_blob)."""

@@ -83,6 +83,36 @@ class RenderOutput:
     """Expected ray distance of the surface (0 where nothing is hit)."""
     n_samples_evaluated: int = 0
     """Field queries made (after skipping); for speed diagnostics."""
+    surface: SurfacePoints | None = None
+    """Expected surface points of the rays that see the object (training renders only; for regularisers)."""
+
+
+@dataclass
+class SurfacePoints:
+    """Per ray that sees the object (opacity > ``SURFACE_OPACITY``): where it meets the surface."""
+
+    points: Float[Tensor, "n 3"]
+    """Expected surface point o + depth · d (differentiable through the depth)."""
+    dirs: Float[Tensor, "n 3"]
+    """Unit ray direction (from the camera into the scene)."""
+    opacity: Float[Tensor, " n"]
+    """The ray's rendered opacity."""
+
+
+SURFACE_OPACITY = 0.05
+"""A ray with less opacity sees no surface: it is neither shaded nor regularised."""
+
+
+def density_normals(field: NeRFField, p: Float[Tensor, "n 3"], eps: float, bound: float) -> Float[Tensor, "n 3"]:
+    """n = −∇σ/‖∇σ‖ by central finite differences of σ with step ``eps`` (6 density queries per point).
+
+    Differentiable, so a loss on n reaches the geometry. Points are kept ``eps`` inside the box [−bound, bound]³."""
+    p = p.clamp(-bound + eps, bound - eps)
+    offsets = torch.eye(3, device=p.device) * eps
+    probe = torch.cat([p[:, None] + offsets[None], p[:, None] - offsets[None]], 1)  # [n, 6, 3]
+    sig = field.density(probe.reshape(-1, 3)).reshape(-1, 6)
+    grad = (sig[:, :3] - sig[:, 3:]) / (2 * eps)
+    return -torch.nn.functional.normalize(grad, dim=-1)
 
 
 class VolumeRenderer(nn.Module):
@@ -149,11 +179,13 @@ class VolumeRenderer(nn.Module):
         rgb, opacity, depth, n_eval = self._render_rays(
             field, origins, dirs, shading, light, generator, perturb
         )
+        seen = (opacity.detach() > SURFACE_OPACITY).nonzero().squeeze(-1)
+        surface = SurfacePoints(origins[seen] + depth[seen, None] * dirs[seen], dirs[seen], opacity[seen])
 
         def img(x: Tensor) -> Tensor:
             return x.reshape(b, size, size, -1).permute(0, 3, 1, 2)
 
-        return RenderOutput(img(rgb), img(opacity[:, None]), img(depth[:, None]), n_eval)
+        return RenderOutput(img(rgb), img(opacity[:, None]), img(depth[:, None]), n_eval, surface)
 
     @torch.no_grad()
     def render_chunked(
@@ -256,17 +288,11 @@ class VolumeRenderer(nn.Module):
         """a + (1 − a)·max(0, n·l) at each ray's expected surface point (1 where the ray sees nothing)."""
         assert light is not None
         shade = torch.ones_like(depth)
-        surf = (opacity > 0.05).nonzero().squeeze(-1)
+        surf = (opacity > SURFACE_OPACITY).nonzero().squeeze(-1)
         if surf.numel() == 0:
             return shade
         p = origins[surf] + depth[surf, None] * dirs[surf]
-        p = p.clamp(-self.bound + self.cfg.normal_eps, self.bound - self.cfg.normal_eps)
-        e = self.cfg.normal_eps
-        offsets = torch.eye(3, device=p.device) * e
-        probe = torch.cat([p[:, None] + offsets[None], p[:, None] - offsets[None]], 1)  # [n, 6, 3]
-        sig = field.density(probe.reshape(-1, 3)).reshape(-1, 6)
-        grad = (sig[:, :3] - sig[:, 3:]) / (2 * e)
-        normal = -torch.nn.functional.normalize(grad, dim=-1)
+        normal = density_normals(field, p, self.cfg.normal_eps, self.bound)
         lam = (normal * light[surf]).sum(-1).clamp(min=0.0)
         a = self.cfg.ambient
         return shade.index_put((surf,), a + (1.0 - a) * lam)

@@ -69,3 +69,24 @@ class ConstantField(nn.Module):
 
     def albedo(self, x: Tensor) -> Tensor:
         return torch.full((x.shape[0], 3), 0.5)
+
+
+class CrustField(SpheresField):
+    """A lumpy, holed shell like a score-distillation field: a sphere whose surface carries high-frequency
+    density noise, with a floater beside it, an air pocket inside and pin-holes through the shell."""
+
+    def __init__(self, radius: float = 0.5, seed: int = 0):
+        super().__init__(spheres=(((0.0, 0.0, 0.0), radius),), sharpness=40.0)
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("freqs", torch.randn(24, 3, generator=g) * 18.0)
+        self.register_buffer("phases", torch.rand(24, generator=g) * 6.283)
+        self.radius = radius
+
+    def sdf(self, x: Tensor) -> Tensor:
+        lumps = 0.012 * torch.sin(x @ self.freqs.T + self.phases).sum(-1) / 24**0.5 * 4
+        d = x.norm(dim=-1) - self.radius + lumps
+        shell = torch.maximum(d, -(x.norm(dim=-1) - 0.2))  # an air pocket of radius 0.2 inside
+        floater = (x - torch.tensor([0.8, 0.0, 0.0])).norm(dim=-1) - 0.06
+        pinhole = torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2) - 0.015  # a thin tunnel along z through the shell
+        holed = torch.maximum(shell, -pinhole)
+        return torch.minimum(holed, floater)
