@@ -51,7 +51,9 @@ class Ramp:
 
     def validate(self, name: str) -> None:
         if not (0.0 <= self.start <= 1.0 and 0.0 <= self.ramp <= 1.0):
-            raise ValueError(f"regularizers.{name} start and ramp must lie in [0, 1] (got {self.start}, {self.ramp})")
+            raise ValueError(
+                f"regularizers.{name} start and ramp must lie in [0, 1] (got {self.start}, {self.ramp})"
+            )
 
 
 @dataclass
@@ -83,11 +85,15 @@ class RegularizerConfig:
                 raise ValueError(f"regularizers.{name} must be >= 0 (got {getattr(self, name)})")
             getattr(self, f"{name}_ramp").validate(name)
         if not 0 < self.normal_smooth_std <= 0.5:
-            raise ValueError(f"regularizers.normal-smooth-std must be in (0, 0.5] (got {self.normal_smooth_std})")
+            raise ValueError(
+                f"regularizers.normal-smooth-std must be in (0, 0.5] (got {self.normal_smooth_std})"
+            )
         if not 0 < self.normal_eps <= 0.2:
             raise ValueError(f"regularizers.normal-eps must be in (0, 0.2] (got {self.normal_eps})")
         if self.normal_smooth_points < 1:
-            raise ValueError(f"regularizers.normal-smooth-points must be >= 1 (got {self.normal_smooth_points})")
+            raise ValueError(
+                f"regularizers.normal-smooth-points must be >= 1 (got {self.normal_smooth_points})"
+            )
 
     @property
     def enabled(self) -> bool:

@@ -120,37 +120,6 @@ def judged_views(trainer) -> torch.Tensor:
         renderer.cfg.ambient = ambient
 
 
-def asset_views(asset: Path, size: int = 64) -> torch.Tensor:
-    """The exported .glb seen the way the judge's training images are: the cameras of :func:`judged_views`
-    (8 azimuths, 15° elevation, the engine's preview distance and fov), the world's key light fixed in
-    camera space and its ambient, the object's bounding box centred at the origin as world objects are.
-    Rendered at 2× and area-downsampled. [8, 3, size, size]."""
-    import trimesh
-    from PIL import Image
-
-    from engine.cameras import turntable
-    from engine.export.turntable import render_view
-    from engine.world.render import KEY_LIGHT
-
-    mesh = trimesh.load(asset, force="mesh")
-    # glTF is Y-up (x, z, −y of the engine's Z-up frame): back to the engine frame.
-    pos = np.asarray(mesh.vertices, dtype=np.float64) @ np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], float)
-    pos -= (pos.min(0) + pos.max(0)) / 2
-    normals = np.asarray(mesh.vertex_normals) @ np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], float)
-    tex = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB"), dtype=np.float32) / 255.0
-    uvs = np.asarray(mesh.visual.uv, dtype=np.float64)
-    cams = turntable(8, elevation=15.0)
-    out = []
-    for c2w in cams.c2w.double().numpy():
-        fov = float(torch.rad2deg(cams.fov[0]))
-        img = render_view(pos, np.asarray(mesh.faces), normals, uvs, tex, c2w, fov, 2 * size, KEY_LIGHT)
-        small = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).resize(
-            (size, size), Image.BOX
-        )
-        out.append(np.asarray(small))
-    return torch.tensor(np.stack(out), dtype=torch.float32).permute(0, 3, 1, 2) / 255.0
-
-
 def turntable_views(asset: Path, size: int = 64) -> torch.Tensor:
     """The 8 views of the exported mesh that ``engine.generate`` writes beside the asset
     (``<stem>_turntable.png``, 4 per row), each resized to ``size``. [8, 3, size, size]."""
@@ -185,6 +154,7 @@ def eval_generate(args) -> dict:
     judge the exported asset from 8 azimuths (its turntable) and, for reference, the NeRF itself."""
     import subprocess
 
+    from engine.evaluation.views import asset_views
     from engine.judge import judge_images, load_judge
     from engine.priors import load_prior, resolve_prior_spec
 

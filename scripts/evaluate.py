@@ -72,6 +72,24 @@ from engine.evaluation.session import Evaluation, plan  # noqa: E402
 from engine.evaluation.suites import SUITES  # noqa: E402
 
 
+def gltf_validator():
+    """path → (errors, warnings) of the Khronos glTF-Validator (the test suite's install), or None when Node.js or
+    the validator is missing (then no asset of the geometry suite passes, and the report says why)."""
+    from tests.export.gltf_validator import ValidatorUnavailable, install, validate
+
+    try:
+        install()
+    except ValidatorUnavailable as e:
+        print(f"note: assets are not validated: {e}", flush=True)
+        return None
+
+    def run(path: Path) -> tuple[int, int]:
+        issues = validate(path)["issues"]
+        return int(issues["numErrors"]), int(issues["numWarnings"])
+
+    return run
+
+
 def write_results(ev: Evaluation, results: dict[str, Any]) -> None:
     """results.json, <suite>.csv and results.md for the suites done so far."""
     suites = results["suites"]
@@ -144,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     prov = report.provenance(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    ev = Evaluation(cfg, args.out, prov)
+    ev = Evaluation(cfg, args.out, prov, gltf_validator() if "geometry" in cfg.suites else None)
     specs = ev.unique([s for name in cfg.suites for s in plan(cfg, name)])
     cached = {s for s in specs if ev.is_cached(s)}
     ev.pending = {ev.key(s): s.method for s in specs if s not in cached}

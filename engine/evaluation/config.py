@@ -14,7 +14,20 @@ from engine.evaluation.runs import RunSettings
 from engine.evaluation.views import ViewConfig, spec_for_prompt
 from engine.guidance import METHODS
 
-SUITE_NAMES = ("recognition", "janus", "fidelity", "diversity")
+SUITE_NAMES = ("recognition", "janus", "fidelity", "diversity", "geometry")
+DEFAULT_SUITES = ("recognition", "janus", "fidelity", "diversity")
+"""The suites of a plain ``scripts/evaluate.py``; geometry trains full-length runs and is asked for by name."""
+GEOMETRY_PROMPTS = (
+    "a blue sphere",
+    "a red cube",
+    "an orange cylinder",
+    "a green cone",
+    "a yellow torus",
+    "a purple pyramid",
+    "a snowman",
+    "a red house",
+)
+"""Every primitive of the world, and both objects with a front."""
 
 
 @dataclass
@@ -58,11 +71,26 @@ class DiversitySuite:
 
 
 @dataclass
+class GeometrySuite:
+    """Geometry suite: exported meshes against the true shapes (pose and scale fitted), with the judge's
+    reading of the exported asset and the Khronos glTF-Validator's verdict."""
+
+    prompts: tuple[str, ...] = GEOMETRY_PROMPTS
+    """Prompts (world objects: the true shape is their SDF)."""
+    methods: tuple[str, ...] = ("sds", "lmc-sds", "esd", "vsd")
+    """Methods, each at its defaults."""
+    seeds: tuple[int, ...] = (0, 1)
+    """Seeds per (method, prompt)."""
+    steps: int = 600
+    """Training steps of these runs: the fast preset's, what a user gets (0: the evaluation's --steps)."""
+
+
+@dataclass
 class EvalConfig:
     """What to evaluate; every leaf is a flag of ``scripts/evaluate.py`` (``--janus.lams 0,0.5,1``)."""
 
-    suites: tuple[str, ...] = SUITE_NAMES
-    """Suites to run, comma-separated: recognition, janus, fidelity, diversity."""
+    suites: tuple[str, ...] = DEFAULT_SUITES
+    """Suites to run, comma-separated: recognition, janus, fidelity, diversity, geometry (not by default)."""
     methods: tuple[str, ...] = ("sds", "lmc-sds", "esd", "vsd")
     """Methods of the recognition and janus suites."""
     prompts: tuple[str, ...] = ("a red cube", "a snowman", "a red house")
@@ -89,6 +117,8 @@ class EvalConfig:
     """Fidelity suite settings."""
     diversity: DiversitySuite = field(default_factory=DiversitySuite)
     """Diversity suite settings."""
+    geometry: GeometrySuite = field(default_factory=GeometrySuite)
+    """Geometry suite settings."""
 
     @classmethod
     def quick(cls) -> EvalConfig:
@@ -104,6 +134,7 @@ class EvalConfig:
             janus=JanusSuite(lams=(0.0, 1.0)),
             fidelity=FidelitySuite(scales=(10.0, 100.0), prompts=("a snowman",)),
             diversity=DiversitySuite(prompts=("a snowman",), seeds=(0, 1)),
+            geometry=GeometrySuite(prompts=("a snowman",), methods=("sds",), seeds=(0,), steps=0),
         )
 
     def validate(self) -> None:
@@ -111,11 +142,11 @@ class EvalConfig:
         bad = [s for s in self.suites if s not in SUITE_NAMES]
         if bad or not self.suites:
             raise ValueError(f"unknown or no suite(s) {bad}: choose from {', '.join(SUITE_NAMES)}")
-        for methods in (self.methods, self.fidelity.methods, self.diversity.methods):
+        for methods in (self.methods, self.fidelity.methods, self.diversity.methods, self.geometry.methods):
             bad = [m for m in methods if m not in METHODS]
             if bad or not methods:
                 raise ValueError(f"unknown or no method(s) {bad}: choose from {', '.join(METHODS)}")
-        for prompts in (self.prompts, self.fidelity.prompts, self.diversity.prompts):
+        for prompts in (self.prompts, self.fidelity.prompts, self.diversity.prompts, self.geometry.prompts):
             if not prompts:
                 raise ValueError("every suite needs at least one prompt")
             for p in prompts:
@@ -130,6 +161,8 @@ class EvalConfig:
             raise ValueError("seeds, fidelity scales and janus λs must not be empty")
         if any(not 0.0 <= lam <= 1.0 for lam in self.janus.lams):
             raise ValueError(f"ESD λ must lie in [0, 1] (got {self.janus.lams})")
+        if not self.geometry.seeds or self.geometry.steps < 0:
+            raise ValueError("the geometry suite needs at least one seed and steps >= 0")
         if self.steps < 1 or self.render_size < 8 or self.janus.min_run < 1:
             raise ValueError("steps and janus.min-run must be >= 1 and render-size >= 8")
         self.views.validate()
@@ -147,4 +180,13 @@ class EvalConfig:
         return RunSettings(prior="builtin", preset=self.preset, overrides=over)
 
 
-__all__ = ["SUITE_NAMES", "DiversitySuite", "EvalConfig", "FidelitySuite", "JanusSuite"]
+__all__ = [
+    "DEFAULT_SUITES",
+    "GEOMETRY_PROMPTS",
+    "SUITE_NAMES",
+    "DiversitySuite",
+    "EvalConfig",
+    "FidelitySuite",
+    "GeometrySuite",
+    "JanusSuite",
+]

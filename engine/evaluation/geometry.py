@@ -159,7 +159,9 @@ def _rms_radius(p: np.ndarray) -> float:
     return float(np.sqrt(((p - p.mean(0)) ** 2).sum(1).mean()))
 
 
-def score(asset: trimesh.Trimesh, truth: trimesh.Trimesh, n_samples: int = 20000, seed: int = 0) -> GeometryScore:
+def score(
+    asset: trimesh.Trimesh, truth: trimesh.Trimesh, n_samples: int = 20000, seed: int = 0
+) -> GeometryScore:
     """Score ``asset`` against ``truth`` (both Z up), fitting the asset's yaw, scale and position."""
     topo = topology(asset)
     piece = largest_piece(asset)

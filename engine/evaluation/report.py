@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import engine
@@ -138,3 +139,20 @@ __all__ = [
     "save_figure",
     "write_csv",
 ]
+
+
+def summarise(rows: list[dict], keys: list[str], metrics: list[str]) -> list[dict]:
+    """Mean of ``metrics`` per group of ``keys`` (groups in first-seen order) over the rows that did not
+    diverge; ``n`` counts those, ``diverged`` the others."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for g, rs in groups.items():
+        ok = [r for r in rs if not r.get("diverged")]
+        entry: dict[str, Any] = {**dict(zip(keys, g)), "n": len(ok), "diverged": len(rs) - len(ok)}
+        for m in metrics:
+            vals = [float(r[m]) for r in ok]
+            entry[m] = float(np.mean(vals)) if vals else float("nan")
+        out.append(entry)
+    return out

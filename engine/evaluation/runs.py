@@ -48,6 +48,8 @@ class RunSpec:
     seed: int
     overrides: tuple[tuple[str, Any], ...] = ()
     """(dotted path, value) pairs applied after the shared run settings, e.g. (("guidance.lam", 1.0),)."""
+    export: bool = False
+    """Also export the asset (``asset.glb`` in the run folder, with the run config's export settings)."""
 
     def label(self) -> str:
         extra = " ".join(f"{k.split('.')[-1]}={v}" for k, v in self.overrides)
@@ -85,6 +87,15 @@ class RunResult:
     record: dict[str, Any]
     cached: bool
     """Loaded from an earlier evaluation rather than trained now."""
+    folder: Path | None = None
+    """The run's folder in the store."""
+
+    @property
+    def asset(self) -> Path | None:
+        """The exported .glb of a run with ``spec.export`` (None otherwise or when training diverged)."""
+        if self.folder is None or not self.record.get("export"):
+            return None
+        return self.folder / ASSET_NAME
 
     @property
     def diverged(self) -> bool:
@@ -95,9 +106,15 @@ class RunResult:
         return float(self.record["seconds"]["train"])
 
 
-def run_key(cfg: RunConfig, views: ViewConfig) -> str:
-    """Hex digest identifying a run: its resolved config and the evaluation cameras."""
-    blob = json.dumps({"config": cfg.to_dict(), "views": dataclasses.asdict(views)}, sort_keys=True)
+ASSET_NAME = "asset.glb"
+
+
+def run_key(cfg: RunConfig, views: ViewConfig, export: bool = False) -> str:
+    """Hex digest identifying a run: its resolved config, the evaluation cameras and whether it exports."""
+    content: dict[str, Any] = {"config": cfg.to_dict(), "views": dataclasses.asdict(views)}
+    if export:  # only then, so the keys of runs without an asset stay what they were
+        content["export"] = True
+    blob = json.dumps(content, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -121,7 +138,7 @@ class RunStore:
             return None
         record = json.loads((d / "run.json").read_text())
         if record.get("diverged"):
-            return RunResult(spec, key, None, record, cached=True)
+            return RunResult(spec, key, None, record, cached=True, folder=d)
         with np.load(d / "views.npz") as z:
             views = Views(
                 torch.from_numpy(z["rgb"]),
@@ -129,7 +146,7 @@ class RunStore:
                 torch.from_numpy(z["azimuth"]),
                 record.get("framing"),
             )
-        return RunResult(spec, key, views, record, cached=True)
+        return RunResult(spec, key, views, record, cached=True, folder=d)
 
     def save(self, result: RunResult) -> None:
         d = self.folder(result.spec, result.key)
@@ -171,6 +188,13 @@ def train_and_render(
     t2 = time.perf_counter()
     out = None if diverged else nerf_views(trainer, views, true_radius(spec_for_prompt(spec.prompt), views))
     t3 = time.perf_counter()
+    exported = None
+    if spec.export and not diverged:
+        from engine.export import export_asset
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        exported = export_asset(trainer.field, cfg.export, run_dir / ASSET_NAME).to_dict()
+    t4 = time.perf_counter()
     record = {
         "spec": {**dataclasses.asdict(spec), "overrides": dict(spec.overrides)},
         "label": spec.label(),
@@ -179,7 +203,8 @@ def train_and_render(
         "framing": None if out is None else out.framing,
         "final_loss": trainer.last_loss if math.isfinite(trainer.last_loss) else None,
         "diverged": diverged,
-        "seconds": {"setup": t1 - t0, "train": t2 - t1, "render": t3 - t2},
+        "seconds": {"setup": t1 - t0, "train": t2 - t1, "render": t3 - t2, "export": t4 - t3},
+        "export": exported,
         "steps": trainer.step,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # Cached runs outlive the commit that trained them: each carries its own.
@@ -205,14 +230,24 @@ def get_run(
 ) -> RunResult:
     """The cached run, or train it now (``prior_factory()`` gives the shared prior) and cache it."""
     cfg = settings.config(spec)
-    key = run_key(cfg, views)
+    key = run_key(cfg, views, spec.export)
     cached = store.load(spec, key)
     if cached is not None:
         return cached
-    rendered, record = train_and_render(spec, cfg, prior_factory(), views, store.folder(spec, key))
-    result = RunResult(spec, key, rendered, record, cached=False)
+    folder = store.folder(spec, key)
+    rendered, record = train_and_render(spec, cfg, prior_factory(), views, folder)
+    result = RunResult(spec, key, rendered, record, cached=False, folder=folder)
     store.save(result)
     return result
 
 
-__all__ = ["RunResult", "RunSettings", "RunSpec", "RunStore", "get_run", "run_key", "train_and_render"]
+__all__ = [
+    "ASSET_NAME",
+    "RunResult",
+    "RunSettings",
+    "RunSpec",
+    "RunStore",
+    "get_run",
+    "run_key",
+    "train_and_render",
+]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,16 @@ from engine.judge import load_judge
 Runs = dict[RunSpec, RunResult]
 
 
-def spec(prompt: str, method: str, seed: int, **overrides: Any) -> RunSpec:
-    """A run spec with dotted overrides, e.g. ``spec(p, "sds", 0, **{"guidance.guidance_scale": 30.0})``."""
-    return RunSpec(prompt, method, seed, tuple(sorted(overrides.items())))
+def spec(prompt: str, method: str, seed: int, export: bool = False, **overrides: Any) -> RunSpec:
+    """A run spec with dotted overrides, e.g. ``spec(p, "sds", 0, **{"guidance.guidance_scale": 30.0})``;
+    ``export`` also writes the asset's .glb."""
+    return RunSpec(prompt, method, seed, tuple(sorted(overrides.items())), export)
+
+
+def geometry_spec(cfg: EvalConfig, prompt: str, method: str, seed: int) -> RunSpec:
+    """A run of the geometry suite: exported, at the suite's step count (0: the evaluation's)."""
+    steps = cfg.geometry.steps or cfg.steps
+    return spec(prompt, method, seed, export=True, **{"train.steps": steps})
 
 
 def lam_spec(prompt: str, seed: int, lam: float) -> RunSpec:
@@ -66,6 +74,9 @@ def plan(cfg: EvalConfig, suite: str) -> list[RunSpec]:
             for p in d.prompts
             for s in d.seeds
         ]
+    elif suite == "geometry":
+        g = c.geometry
+        specs = [geometry_spec(c, p, m, s) for m in g.methods for p in g.prompts for s in g.seeds]
     else:
         raise ValueError(f"unknown suite {suite!r}")
     return list(dict.fromkeys(specs))
@@ -74,8 +85,16 @@ def plan(cfg: EvalConfig, suite: str) -> list[RunSpec]:
 class Evaluation:
     """Shared state of one evaluation: config, output folder, run cache, prior (lazy), judge, provenance."""
 
-    def __init__(self, cfg: EvalConfig, out: Path, prov: dict[str, Any]):
+    def __init__(
+        self,
+        cfg: EvalConfig,
+        out: Path,
+        prov: dict[str, Any],
+        validate_gltf: Callable[[Path], tuple[int, int]] | None = None,
+    ):
         self.cfg, self.out, self.prov = cfg, Path(out), prov
+        self.validate_gltf = validate_gltf
+        """path → (errors, warnings) of the Khronos glTF-Validator; None: not available (not validated)."""
         self.store = RunStore(self.out / "runs")
         self.settings = cfg.run_settings()
         self.judge = load_judge()
@@ -106,7 +125,7 @@ class Evaluation:
 
     def key(self, s: RunSpec) -> str:
         """The run's cache key (resolved config + views): specs with equal keys are the same run."""
-        return run_key(self.settings.config(s), self.cfg.views)
+        return run_key(self.settings.config(s), self.cfg.views, s.export)
 
     def is_cached(self, s: RunSpec) -> bool:
         return (self.store.folder(s, self.key(s)) / "run.json").exists()
@@ -181,4 +200,4 @@ def rgb_of(r: RunResult) -> torch.Tensor:
     return r.views.rgb
 
 
-__all__ = ["Evaluation", "Runs", "front_prompts", "lam_spec", "plan", "rgb_of", "spec"]
+__all__ = ["Evaluation", "Runs", "front_prompts", "geometry_spec", "lam_spec", "plan", "rgb_of", "spec"]

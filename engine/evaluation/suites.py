@@ -24,8 +24,10 @@ from engine.evaluation.diversity import (
     setting_effect,
 )
 from engine.evaluation.fidelity import ImageStatistics, compare, image_statistics
+from engine.evaluation.geometry_suite import geometry
 from engine.evaluation.janus import janus_score
 from engine.evaluation.recognition import recognition_score
+from engine.evaluation.report import summarise
 from engine.evaluation.session import Evaluation, Runs, front_prompts, lam_spec, rgb_of, spec
 from engine.evaluation.views import spec_for_prompt, world_views
 from engine.judge import judge_images
@@ -47,23 +49,6 @@ def _assets(
 
 def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else float("nan")
-
-
-def summarise(rows: list[dict], keys: list[str], metrics: list[str]) -> list[dict]:
-    """Mean of ``metrics`` per group of ``keys`` (groups in first-seen order) over the rows that did not
-    diverge; ``n`` counts those, ``diverged`` the others."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
-    out = []
-    for g, rs in groups.items():
-        ok = [r for r in rs if not r.get("diverged")]
-        entry: dict[str, Any] = {**dict(zip(keys, g)), "n": len(ok), "diverged": len(rs) - len(ok)}
-        for m in metrics:
-            vals = [float(r[m]) for r in ok]
-            entry[m] = float(np.mean(vals)) if vals else float("nan")
-        out.append(entry)
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ suites
@@ -349,6 +334,7 @@ SUITES: dict[str, Callable[[Evaluation, Runs], dict[str, Any]]] = {
     "janus": janus,
     "fidelity": fidelity,
     "diversity": diversity,
+    "geometry": geometry,
 }
 """Suite name → function(evaluation, its runs) → {"rows", "summary", …, "markdown"}."""
 

@@ -103,7 +103,9 @@ SURFACE_OPACITY = 0.05
 """A ray with less opacity sees no surface: it is neither shaded nor regularised."""
 
 
-def density_normals(field: NeRFField, p: Float[Tensor, "n 3"], eps: float, bound: float) -> Float[Tensor, "n 3"]:
+def density_normals(
+    field: NeRFField, p: Float[Tensor, "n 3"], eps: float, bound: float
+) -> Float[Tensor, "n 3"]:
     """n = −∇σ/‖∇σ‖ by central finite differences of σ with step ``eps`` (6 density queries per point).
 
     Differentiable, so a loss on n reaches the geometry. Points are kept ``eps`` inside the box [−bound, bound]³."""

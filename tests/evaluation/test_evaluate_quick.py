@@ -152,3 +152,20 @@ def test_bad_settings_are_refused_in_one_line(capsys):
     assert e.value.code == 2 and "unknown or no suite" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         evaluate.main(["--quick", "--prompts", "a red cube", "--suites", "janus"])
+
+
+def test_quick_geometry_suite_scores_the_exported_asset(tmp_path):
+    res = evaluate.main(["--quick", "--out", str(tmp_path), "--suites", "geometry"])
+    rows = {r["method"]: r for r in res["suites"]["geometry"]["rows"]}
+    assert set(rows) == {"truth", "sds"}
+    truth, sds = rows["truth"], rows["sds"]
+    # The true shape against itself: the metrics' sampling floor.
+    assert truth["chamfer"] < 0.6 and truth["normal_consistency"] > 0.98 and truth["fscore"] > 0.99
+    assert (truth["pieces"], truth["watertight"], truth["genus_ok"]) == (1, True, True)
+    # Three steps leave the initial blob: a clean ball, far from a snowman, exported as one valid piece.
+    assert sds["chamfer"] > truth["chamfer"] and 0 <= sds["fscore"] <= 1 and 0 <= sds["views_ok"] <= 8
+    assert (sds["pieces"], sds["watertight"], sds["gltf_errors"], sds["gltf_warnings"]) == (1, True, 0, 0)
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "asset.glb").exists() and (run / "asset_turntable.png").exists()
+    md = (tmp_path / "results.md").read_text()
+    assert "## geometry" in md and "Chamfer" in md

@@ -71,6 +71,10 @@ def test_topology_of_torus_holes_and_pieces():
 def test_uv_seams_do_not_count_as_holes():
     """Exported meshes are split at UV seams: welding by position must close them again."""
     sphere = trimesh.creation.icosphere(3)
-    split = trimesh.Trimesh(sphere.vertices[sphere.faces].reshape(-1, 3), np.arange(len(sphere.faces) * 3).reshape(-1, 3), process=False)
+    split = trimesh.Trimesh(
+        sphere.vertices[sphere.faces].reshape(-1, 3),
+        np.arange(len(sphere.faces) * 3).reshape(-1, 3),
+        process=False,
+    )
     t = topology(split)
     assert (t.pieces, t.watertight, t.genus) == (1, True, 0)

@@ -30,7 +30,12 @@ def test_crust_becomes_one_closed_piece():
 
 def test_wide_openings_survive():
     """A torus's hole is far wider than the closing: its genus stays 1."""
-    ring = SpheresField(spheres=tuple(((0.45 * np.cos(a), 0.45 * np.sin(a), 0.0), 0.17) for a in np.linspace(0, 2 * np.pi, 40, endpoint=False)))
+    ring = SpheresField(
+        spheres=tuple(
+            ((0.45 * np.cos(a), 0.45 * np.sin(a), 0.0), 0.17)
+            for a in np.linspace(0, 2 * np.pi, 40, endpoint=False)
+        )
+    )
     sigma = density_grid(ring, 96)
     fixed, _ = solidify(sigma, 250.0, close_voxels=1)
     assert topology(marching_cubes(fixed, 250.0, 1.0)).genus == 1

@@ -1,0 +1,38 @@
+"""The NeRF field's coarse-to-fine schedule: which hash-grid levels are active, and that masked levels learn nothing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.fields.hashgrid import HashGridConfig
+from engine.fields.nerf import CoarseToFine, FieldConfig
+
+
+def test_schedule_adds_levels_evenly_until_the_given_fraction():
+    c = CoarseToFine(start_levels=4, until=0.5)
+    assert [c.active_levels(12, s, 100) for s in (0, 10, 25, 49, 50, 99)] == [4, 5, 8, 11, 12, 12]
+    assert CoarseToFine(start_levels=0).active_levels(12, 0, 100) == 12  # off
+
+
+def test_masked_levels_output_zero_and_get_no_gradient():
+    cfg = FieldConfig(
+        grid=HashGridConfig(n_levels=6, log2_hashmap_size=12, max_resolution=64, compile=False),
+        coarse_to_fine=CoarseToFine(start_levels=2, until=0.5),
+    )
+    field = cfg.setup("cpu")
+    field.set_progress(0, 100)
+    x = torch.rand(500, 3) * 1.6 - 0.8
+    h = field._encode(x)
+    f = cfg.grid.n_features_per_level
+    assert h[:, 2 * f :].abs().max() == 0 and h[:, : 2 * f].abs().max() > 0
+    field.density(x).sum().backward()
+    grads = field.encoding.embeddings.grad
+    assert grads[2:].abs().max() == 0 and grads[:2].abs().max() > 0
+    field.set_progress(100, 100)
+    assert field.active_levels == 6 and field._encode(x)[:, -f:].abs().max() > 0
+
+
+def test_bad_schedule_is_refused():
+    with pytest.raises(ValueError, match="coarse-to-fine"):
+        CoarseToFine(start_levels=-1).validate()

@@ -1,0 +1,87 @@
+"""Geometry regularisers: each term's value on fields with a known answer, schedules, and the trainer wiring."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from engine.regularizers import Ramp, RegularizerConfig, binary_entropy
+from engine.render.renderer import RenderOutput, SurfacePoints
+
+
+class HeightField(nn.Module):
+    """σ = softplus(−k (z − h(x, y))): a surface z = h(x, y) whose normal is known; ``bumps`` adds ripples."""
+
+    def __init__(self, bumps: float = 0.0):
+        super().__init__()
+        self.bumps = bumps
+        self.k = nn.Parameter(torch.tensor(20.0))
+
+    bound = 1.0
+
+    def density(self, x: Tensor) -> Tensor:
+        h = self.bumps * torch.sin(25.0 * x[:, 0]) * torch.cos(25.0 * x[:, 1])
+        return torch.nn.functional.softplus(-self.k * (x[:, 2] - h))
+
+
+def _output(n: int = 256, down: bool = True, opacity: float = 0.5) -> RenderOutput:
+    g = torch.Generator().manual_seed(0)
+    pts = torch.cat([torch.rand(n, 2, generator=g) * 1.2 - 0.6, torch.zeros(n, 1)], 1)
+    dirs = torch.tensor([0.0, 0.0, -1.0 if down else 1.0]).expand(n, 3)
+    op = torch.full((4, 1, 8, 8), opacity)
+    return RenderOutput(op.expand(4, 3, 8, 8), op, op, 0, SurfacePoints(pts, dirs, torch.full((n,), 0.9)))
+
+
+def _losses(field, out, **cfg) -> dict[str, Tensor]:
+    reg = RegularizerConfig(**cfg).setup(1.0)
+    losses = reg(field, out, step=100, total=100, generator=torch.Generator().manual_seed(1))
+    return losses
+
+
+def test_binary_entropy_is_zero_when_crisp_and_ln2_at_half():
+    assert binary_entropy(torch.tensor([0.0, 1.0])).max() < 1e-3
+    assert binary_entropy(torch.tensor(0.5)) == pytest.approx(math.log(2.0))
+
+
+def test_ramp():
+    r = Ramp(start=0.2, ramp=0.3)
+    assert [r.factor(s, 100) for s in (0, 19, 20, 35, 50, 90)] == pytest.approx([0, 0, 0, 0.5, 1, 1])
+    assert Ramp(0.0, 0.0).factor(0, 10) == 1.0
+
+
+def test_normal_smoothness_is_zero_on_a_plane_and_positive_on_ripples():
+    only = dict(opacity_entropy=0.0, orientation=0.0, normal_smooth=1.0)
+    flat = _losses(HeightField(0.0), _output(), **only)["normal_smooth"]
+    rippled = _losses(HeightField(0.03), _output(), **only)["normal_smooth"]
+    assert float(flat) < 1e-6 and float(rippled) > 0.05
+
+
+def test_orientation_penalises_surfaces_facing_away_from_the_camera():
+    only = dict(opacity_entropy=0.0, normal_smooth=0.0, orientation=1.0)
+    facing = _losses(HeightField(), _output(down=True), **only)["orientation"]  # normal +z, rays going −z
+    away = _losses(HeightField(), _output(down=False), **only)["orientation"]
+    assert float(facing) < 1e-6 and float(away) == pytest.approx(0.9, rel=1e-3)  # opacity 0.9 · (n·d = 1)²
+
+
+def test_losses_reach_the_geometry_and_respect_weights_and_schedules():
+    field = HeightField(0.03)
+    losses = _losses(field, _output(), normal_smooth=2.0, orientation=1.0, opacity_entropy=3.0)
+    assert set(losses) == {"normal_smooth", "orientation", "opacity_entropy"}
+    assert float(losses["opacity_entropy"]) == pytest.approx(3.0 * math.log(2.0), rel=1e-4)
+    sum(losses.values()).backward()
+    assert field.k.grad is not None and field.k.grad.abs() > 0
+    off = RegularizerConfig(normal_smooth=0.0, orientation=0.0, opacity_entropy=0.0)
+    assert not off.enabled and off.setup(1.0)(field, _output(), 50, 100, torch.Generator()) == {}
+    early = RegularizerConfig().setup(1.0)(field, _output(), 0, 100, torch.Generator())
+    assert "opacity_entropy" not in early  # switched on after 20 % of the run by default
+
+
+@pytest.mark.parametrize(
+    "bad", [{"normal_smooth": -1.0}, {"normal_smooth_std": 0.0}, {"opacity_entropy_ramp": Ramp(1.5, 0.1)}]
+)
+def test_bad_settings_are_refused_naming_the_setting(bad):
+    with pytest.raises(ValueError, match="regularizers"):
+        RegularizerConfig(**bad).validate()
