@@ -20,6 +20,7 @@ METHODS = ["sds", "lmc-sds", "esd", "vsd"]
 EXPORT_STEPS = [
     "grid",
     "iso",
+    "solid",
     "marching_cubes",
     "cleanup",
     "decimate",
@@ -60,12 +61,12 @@ def test_provenance(quick):
     assert re.match(r"\d+\.\d+", machine["torch"])
     assert len(machine["load_avg_start"]) == 3 and len(machine["load_avg_end"]) == 3
     assert 0 < data["total_s"] <= wall
-    for suite in ("hashgrid", "sds", "iteration", "e2e"):
+    for suite in ("hashgrid", "sds", "iteration", "regularizers", "e2e"):
         assert data[suite]["suite_s"] > 0
     # stdout: the same provenance, then one markdown table per suite (two for e2e)
     assert data["git"]["commit"][:10] in stdout.splitlines()[0]
     assert f"{machine['torch_threads']} torch threads" in stdout.splitlines()[0]
-    assert sum(line.startswith("|---|") for line in stdout.splitlines()) == 5
+    assert sum(line.startswith("|---|") for line in stdout.splitlines()) == 6
 
 
 def test_hashgrid(quick):
@@ -106,6 +107,17 @@ def test_iteration(quick):
         # The ratio is a median of 5 rounds, each pairing samples taken within a second or two; the margin
         # is for a shared machine (its noise was seen to reach 5× between one call and the next).
         assert r["overhead_ratio"] >= 0.8, (method, r)
+
+
+def test_regularizers(quick):
+    reg = quick[0]["regularizers"]
+    assert list(reg["variants"]) == ["off", "normal_smooth", "orientation", "opacity_entropy", "all"]
+    assert reg["weights"]["off"] == {"normal_smooth": 0.0, "orientation": 0.0, "opacity_entropy": 0.0}
+    for name, v in reg["variants"].items():
+        assert v["step_s"] > 0 and len(v["step_s_per_round"]) == 3, name
+    assert reg["variants"]["off"]["vs_off"] == pytest.approx(1.0)
+    # The normal terms add 12 density queries per sampled surface point: on a step that costs something.
+    assert reg["variants"]["all"]["vs_off"] > 0.8
 
 
 def test_e2e(quick):

@@ -67,10 +67,37 @@ def clean(
     return out, stats
 
 
+def is_closed(mesh: trimesh.Trimesh) -> bool:
+    """Every edge is shared by exactly two faces (no holes, no fins or self-touching edges)."""
+    if not len(mesh.faces):
+        return False
+    edges = np.sort(mesh.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    return bool((counts == 2).all())
+
+
 def decimate(mesh: trimesh.Trimesh, target_faces: int) -> trimesh.Trimesh:
-    """Quadric decimation to about ``target_faces`` triangles (no-op when already below, or target 0)."""
+    """Quadric decimation to about ``target_faces`` triangles (no-op when already below, or target 0).
+
+    A closed mesh stays closed: quadric collapses can pinch thin parts into non-manifold edges, and then
+    the holes are filled or, failing that, the decimation is redone at twice the face count (up to the
+    undecimated mesh, which is closed)."""
     if target_faces <= 0 or len(mesh.faces) <= target_faces:
         return mesh
+    closed = is_closed(mesh)
+    while True:
+        out = _simplify(mesh, target_faces)
+        if not closed or is_closed(out):
+            return out
+        trimesh.repair.fill_holes(out)
+        if is_closed(out):
+            return out
+        target_faces *= 2
+        if target_faces >= len(mesh.faces):
+            return mesh
+
+
+def _simplify(mesh: trimesh.Trimesh, target_faces: int) -> trimesh.Trimesh:
     v, f = fast_simplification.simplify(
         np.ascontiguousarray(mesh.vertices, dtype=np.float64),
         np.ascontiguousarray(mesh.faces, dtype=np.int32),

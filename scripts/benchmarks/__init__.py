@@ -15,6 +15,7 @@ from scripts.benchmarks.config import BenchConfig
 from scripts.benchmarks.e2e import bench_e2e
 from scripts.benchmarks.hashgrid import bench_hashgrid
 from scripts.benchmarks.iteration import bench_iteration
+from scripts.benchmarks.regularizers import bench_regularizers
 from scripts.benchmarks.sds import bench_sds
 
 __all__ = ["SUITES", "BenchConfig"]
@@ -23,5 +24,6 @@ SUITES: dict[str, Callable[[BenchConfig], dict[str, Any]]] = {
     "hashgrid": bench_hashgrid,
     "sds": bench_sds,
     "iteration": bench_iteration,
+    "regularizers": bench_regularizers,
     "e2e": bench_e2e,
 }

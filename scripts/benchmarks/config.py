@@ -58,6 +58,22 @@ class IterationBench:
 
 
 @dataclass
+class RegularizerBench:
+    """Per-step cost of each geometry regulariser (SDS, built-in prior)."""
+
+    render_size: int = 0
+    """Render size in pixels (0: the fast preset's, 64)."""
+    warmup: int = 16
+    """Untimed steps per variant first (the first one compiles the hash grid)."""
+    rounds: int = 5
+    """Round-robin rounds; each times one block of steps of every variant."""
+    block: int = 16
+    """Steps per timed block (16: one occupancy update per block, as in the iteration suite)."""
+    compile: bool = True
+    """torch.compile the hash grid, as a run does by default (false: eager)."""
+
+
+@dataclass
 class E2EBench:
     """``python -m engine.generate`` per method, as a subprocess."""
 
@@ -75,13 +91,14 @@ class E2EBench:
 class BenchConfig:
     """What to measure and how long; every leaf is a flag (``--iteration.rounds 3``)."""
 
-    suites: list[str] = field(default_factory=lambda: ["hashgrid", "sds", "iteration", "e2e"])
-    """Suites to run, comma-separated: hashgrid, sds, iteration, e2e."""
+    suites: list[str] = field(default_factory=lambda: ["hashgrid", "sds", "iteration", "regularizers", "e2e"])
+    """Suites to run, comma-separated: hashgrid, sds, iteration, regularizers, e2e."""
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     """Guidance methods of the iteration and e2e suites, comma-separated."""
     hashgrid: HashgridBench = field(default_factory=HashgridBench)
     sds: SdsBench = field(default_factory=SdsBench)
     iteration: IterationBench = field(default_factory=IterationBench)
+    regularizers: RegularizerBench = field(default_factory=RegularizerBench)
     e2e: E2EBench = field(default_factory=E2EBench)
 
     @classmethod
@@ -95,6 +112,7 @@ class BenchConfig:
             iteration=IterationBench(
                 render_size=32, warmup=1, rounds=5, block=1, piece_repeats=1, compile=False
             ),
+            regularizers=RegularizerBench(render_size=32, warmup=1, rounds=3, block=1, compile=False),
             e2e=E2EBench(
                 flags="--steps 2 --render-size 32 --renderer.n-samples 32 --field.grid.compile false "
                 "--field.grid.n-levels 8 --field.grid.log2-hashmap-size 14 --mesh-resolution 32 "
@@ -116,6 +134,8 @@ class BenchConfig:
             "sds.steps",
             "iteration.rounds",
             "iteration.block",
+            "regularizers.rounds",
+            "regularizers.block",
         ):
             obj, leaf = getattr(self, path.split(".")[0]), path.split(".")[1]
             if getattr(obj, leaf) < 1:

@@ -24,7 +24,7 @@ def test_files_and_record(small_export):
         and r.paths["turntable"].name == "snowman_turntable.png"
     )
     assert list(r.seconds) == [
-        "grid", "iso", "marching_cubes", "cleanup", "decimate", "uv", "bake", "encode", "turntable", "write"
+        "grid", "iso", "solid", "marching_cubes", "cleanup", "decimate", "uv", "bake", "encode", "turntable", "write"
     ]  # fmt: skip
     assert r.faces["decimate"] == r.n_faces <= SMALL["target_faces"] < r.faces["marching_cubes"]
     d = json.loads(json.dumps(r.to_dict()))
