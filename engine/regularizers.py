@@ -78,8 +78,16 @@ class RegularizerConfig:
     """λ_e of the opacity binary-entropy term."""
     opacity_entropy_ramp: Ramp = field(default_factory=lambda: Ramp(0.2, 0.3))
     """Schedule of λ_e (late: the silhouette must form before it is made crisp)."""
+    eikonal: float = 0.0
+    """λ_eik of the eikonal term mean (‖∇d‖ − 1)² (field.density = sdf only; IGR, Gropp et al. 2020)."""
+    eikonal_points: int = 2048
+    """Points per step for the eikonal term: half uniform in the box, half near the step's surface points."""
 
     def validate(self) -> None:
+        if not self.eikonal >= 0 or self.eikonal_points < 1:
+            raise ValueError(
+                f"regularizers.eikonal must be >= 0 and eikonal-points >= 1 (got {self.eikonal})"
+            )
         for name in ("normal_smooth", "orientation", "opacity_entropy"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"regularizers.{name} must be >= 0 (got {getattr(self, name)})")
@@ -97,7 +105,7 @@ class RegularizerConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.normal_smooth > 0 or self.orientation > 0 or self.opacity_entropy > 0
+        return self.normal_smooth > 0 or self.orientation > 0 or self.opacity_entropy > 0 or self.eikonal > 0
 
     def setup(self, bound: float) -> GeometryRegularizers:
         return GeometryRegularizers(self, bound)
@@ -128,6 +136,8 @@ class GeometryRegularizers:
         w_ns = c.normal_smooth * c.normal_smooth_ramp.factor(step, total)
         w_o = c.orientation * c.orientation_ramp.factor(step, total)
         surf = out.surface
+        if c.eikonal > 0 and hasattr(field, "sdf") and field.cfg.density == "sdf":
+            losses["eikonal"] = c.eikonal * self._eikonal(field, surf, generator)
         if (w_ns > 0 or w_o > 0) and surf is not None and len(surf.points) > 0:
             n = len(surf.points)
             pick = torch.randperm(n, generator=generator)[: c.normal_smooth_points].to(surf.points.device)
@@ -144,6 +154,24 @@ class GeometryRegularizers:
                 facing = (n_p * surf.dirs[pick]).sum(-1).clamp(min=0.0)
                 losses["orientation"] = w_o * (surf.opacity[pick].detach() * facing.pow(2)).mean()
         return losses
+
+    def _eikonal(self, field, surf, generator: torch.Generator) -> Tensor:
+        """mean (‖∇d‖ − 1)² by central differences, at uniform points and jittered surface points."""
+        c, b = self.cfg, self.bound
+        n = c.eikonal_points
+        device = next(field.parameters()).device
+        pts = (torch.rand(n // 2, 3, generator=generator) * 2 - 1) * b
+        if surf is not None and len(surf.points):
+            pick = torch.randint(len(surf.points), (n - n // 2,), generator=generator)
+            near = surf.points.detach().cpu()[pick] + 0.05 * torch.randn(n - n // 2, 3, generator=generator)
+            pts = torch.cat([pts, near])
+        e = c.normal_eps
+        p = pts.to(device).clamp(-b + e, b - e)
+        offsets = torch.eye(3, device=device) * e
+        probe = torch.cat([p[:, None] + offsets[None], p[:, None] - offsets[None]], 1)
+        d = field.sdf(probe.reshape(-1, 3)).reshape(-1, 6)
+        grad = (d[:, :3] - d[:, 3:]) / (2 * e)
+        return (grad.norm(dim=-1) - 1.0).pow(2).mean()
 
 
 __all__ = ["GeometryRegularizers", "Ramp", "RegularizerConfig", "binary_entropy"]

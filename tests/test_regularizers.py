@@ -85,3 +85,28 @@ def test_losses_reach_the_geometry_and_respect_weights_and_schedules():
 def test_bad_settings_are_refused_naming_the_setting(bad):
     with pytest.raises(ValueError, match="regularizers"):
         RegularizerConfig(**bad).validate()
+
+
+class SphereSDF(nn.Module):
+    """d(x) = s · (‖x‖ − 0.5): an exact signed distance for s = 1, a stretched one otherwise."""
+
+    def __init__(self, stretch: float = 1.0):
+        super().__init__()
+        self.s = nn.Parameter(torch.tensor(stretch))
+
+        class _Cfg:
+            density = "sdf"
+
+        self.cfg = _Cfg()
+
+    bound = 1.0
+
+    def sdf(self, x: Tensor) -> Tensor:
+        return self.s * (x.norm(dim=-1) - 0.5)
+
+
+def test_eikonal_is_zero_for_a_true_distance_and_penalises_a_stretched_one():
+    only = dict(opacity_entropy=0.0, normal_smooth=0.0, orientation=0.0, eikonal=1.0)
+    exact = _losses(SphereSDF(1.0), _output(), **only)["eikonal"]
+    stretched = _losses(SphereSDF(2.0), _output(), **only)["eikonal"]
+    assert float(exact) < 1e-3 and float(stretched) == pytest.approx(1.0, abs=0.05)  # (‖∇d‖ − 1)² = 1

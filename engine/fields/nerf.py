@@ -11,6 +11,7 @@ wants a diffuse asset that can be baked into a texture).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -35,6 +36,16 @@ class _TruncExp(torch.autograd.Function):
 
 def trunc_exp(x: Tensor) -> Tensor:
     return _TruncExp.apply(x)
+
+
+def laplace_density(d: Tensor, beta: float) -> Tensor:
+    """σ = Ψ_β(−d) / β with Ψ_β the CDF of a zero-mean Laplace distribution of scale β (VolSDF, Yariv et al.
+    2021, eq. 2–3): 1/β deep inside, 1/(2β) on the surface d = 0, decaying as exp(−d/β)/(2β) outside."""
+    s = -d / beta
+    return (
+        torch.where(s <= 0, 0.5 * torch.exp(s.clamp(max=0.0)), 1.0 - 0.5 * torch.exp(-s.clamp(min=0.0)))
+        / beta
+    )
 
 
 @dataclass
@@ -79,9 +90,18 @@ class FieldConfig:
     """r_blob: the bias crosses zero at this radius (scene units)."""
     coarse_to_fine: CoarseToFine = field(default_factory=CoarseToFine)
     """Progressive activation of the hash-grid levels during training."""
+    density: Literal["exp", "sdf"] = "exp"
+    """exp: σ = exp(MLP + blob bias); sdf: the MLP gives a signed distance d = ‖x‖ − r_blob + MLP and
+    σ = Ψ_β(−d) / β (VolSDF), so the surface is the level set d = 0 (train with regularizers.eikonal)."""
+    sdf_beta: float = 0.02
+    """β of the sdf density: the width (scene units) of the transition from empty to solid."""
 
     def validate(self) -> None:
         self.coarse_to_fine.validate()
+        if self.density not in ("exp", "sdf"):
+            raise ValueError(f"field.density must be exp or sdf (got {self.density!r})")
+        if not 0.0 < self.sdf_beta <= 0.5:
+            raise ValueError(f"field.sdf-beta must be in (0, 0.5] (got {self.sdf_beta})")
 
     def setup(self, device: torch.device | str = "cpu") -> NeRFField:
         return NeRFField(self, device).to(device)
@@ -127,7 +147,17 @@ class NeRFField(nn.Module):
         return self.cfg.blob_density * (1.0 - x.norm(dim=-1) / self.cfg.blob_radius)
 
     def _density_from(self, h: Tensor, x: Tensor) -> Tensor:
+        if self.cfg.density == "sdf":
+            return laplace_density(self._sdf_from(h, x), self.cfg.sdf_beta)
         return trunc_exp(self.density_head(h).squeeze(-1) + self.density_bias(x))
+
+    def _sdf_from(self, h: Tensor, x: Tensor) -> Tensor:
+        # Geometric initialisation: the MLP starts near 0, so d starts as the blob's sphere.
+        return self.density_head(h).squeeze(-1) + x.norm(dim=-1) - self.cfg.blob_radius
+
+    def sdf(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, " N"]:
+        """Signed distance d(x) (field.density = sdf only)."""
+        return self._sdf_from(self._encode(x), x)
 
     def density(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, " N"]:
         """Volume density σ ≥ 0 at points inside the box (callers keep points inside)."""

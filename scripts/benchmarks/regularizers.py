@@ -58,7 +58,9 @@ def bench_regularizers(cfg: BenchConfig) -> dict[str, Any]:
         trainers = {}
         for n, w in variants.items():
             over = {**base, **{f"regularizers.{t}": v for t, v in w.items()}}
-            trainers[n] = Trainer(build_config("a red cube", "sds", "builtin", "fast", over), prior, Path(tmp) / n)
+            trainers[n] = Trainer(
+                build_config("a red cube", "sds", "builtin", "fast", over), prior, Path(tmp) / n
+            )
             for _ in range(c.warmup):
                 trainers[n].train_step()
         for r in range(c.rounds):

@@ -36,3 +36,25 @@ def test_masked_levels_output_zero_and_get_no_gradient():
 def test_bad_schedule_is_refused():
     with pytest.raises(ValueError, match="coarse-to-fine"):
         CoarseToFine(start_levels=-1).validate()
+
+
+def test_sdf_density_starts_as_the_blob_sphere():
+    """Geometric initialisation: d ≈ ‖x‖ − r_blob, so σ = Ψ_β(−d)/β is 1/(2β) on that sphere."""
+    from engine.fields.nerf import laplace_density
+
+    cfg = FieldConfig(
+        grid=HashGridConfig(n_levels=4, log2_hashmap_size=10, max_resolution=32, compile=False), density="sdf"
+    )
+    field = cfg.setup("cpu")
+    x = torch.nn.functional.normalize(torch.randn(200, 3), dim=-1)
+    inside, surface, outside = (
+        field.density(0.1 * x),
+        field.density(cfg.blob_radius * x),
+        field.density(0.9 * x),
+    )
+    beta = cfg.sdf_beta
+    assert (inside > 0.9 / beta).all() and (outside < 1e-3).all()
+    # The MLP head starts small but not zero: the surface moves by a fraction of β at most.
+    assert torch.allclose(field.sdf(cfg.blob_radius * x), torch.zeros(200), atol=0.3)
+    assert laplace_density(torch.zeros(1), beta) == pytest.approx(0.5 / beta)
+    assert laplace_density(torch.tensor([-5.0]), beta) == pytest.approx(1 / beta)
