@@ -47,14 +47,10 @@ def test_sdf_density_starts_as_the_blob_sphere():
     )
     field = cfg.setup("cpu")
     x = torch.nn.functional.normalize(torch.randn(200, 3), dim=-1)
-    inside, surface, outside = (
-        field.density(0.1 * x),
-        field.density(cfg.blob_radius * x),
-        field.density(0.9 * x),
-    )
+    inside, outside = field.density(0.1 * x), field.density(0.9 * x)
     beta = cfg.sdf_beta
     assert (inside > 0.9 / beta).all() and (outside < 1e-3).all()
-    # The MLP head starts small but not zero: the surface moves by a fraction of β at most.
+    # The MLP head starts small but not zero: the zero level stays near the blob's sphere.
     assert torch.allclose(field.sdf(cfg.blob_radius * x), torch.zeros(200), atol=0.3)
     assert laplace_density(torch.zeros(1), beta) == pytest.approx(0.5 / beta)
     assert laplace_density(torch.tensor([-5.0]), beta) == pytest.approx(1 / beta)
