@@ -110,3 +110,12 @@ def test_eikonal_is_zero_for_a_true_distance_and_penalises_a_stretched_one():
     exact = _losses(SphereSDF(1.0), _output(), **only)["eikonal"]
     stretched = _losses(SphereSDF(2.0), _output(), **only)["eikonal"]
     assert float(exact) < 1e-3 and float(stretched) == pytest.approx(1.0, abs=0.05)  # (‖∇d‖ − 1)² = 1
+
+
+def test_total_variation_power_weighs_small_normal_changes_more_than_the_square():
+    """‖Δn‖ against ‖Δn‖²: for the small differences of a gentle ripple the power 1 penalty is the larger."""
+    base = dict(opacity_entropy=0.0, orientation=0.0, normal_smooth=1.0)
+    square = _losses(HeightField(0.01), _output(), **base)["normal_smooth"]
+    tv = _losses(HeightField(0.01), _output(), **base, normal_smooth_power=1.0)["normal_smooth"]
+    assert 0 < float(square) < float(tv) < 1.0
+    assert float(tv) ** 2 <= float(square) * 1.0001  # Jensen: (mean ‖Δn‖)² ≤ mean ‖Δn‖²
