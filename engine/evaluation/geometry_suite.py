@@ -32,6 +32,8 @@ METRICS = [
     "views_ok",
     "passes",
 ]
+COLUMNS = ["Chamfer %", "NC", "F@2%", "pieces", "watertight", "genus ok", "views ok /8", "passes"]
+"""Table headers of :data:`METRICS`, in order."""
 
 
 def passes(row: dict[str, Any]) -> bool:
@@ -107,37 +109,14 @@ def geometry(ev: Evaluation, runs: Runs) -> dict[str, Any]:
         + "). `truth` = the true shapes' own marching-cubes meshes: the floor of the sampled metrics.",
         "",
         report.markdown_table(
-            [
-                "method",
-                "assets",
-                "diverged",
-                "Chamfer %",
-                "NC",
-                "F@2%",
-                "pieces",
-                "watertight",
-                "genus ok",
-                "views ok /8",
-                "passes",
-            ],  # fmt: skip
+            ["method", "assets", "diverged", *COLUMNS],
             [[s["method"], s["n"], s["diverged"], *(s[k] for k in METRICS)] for s in summary],
         ),
         "",
         "Per prompt (means over seeds):",
         "",
         report.markdown_table(
-            [
-                "method",
-                "prompt",
-                "Chamfer %",
-                "NC",
-                "F@2%",
-                "pieces",
-                "watertight",
-                "genus ok",
-                "views ok /8",
-                "passes",
-            ],  # fmt: skip
+            ["method", "prompt", *COLUMNS],
             [[s["method"], s["prompt"], *(s[k] for k in METRICS)] for s in by_prompt],
         ),
     ]

@@ -25,3 +25,18 @@ def markdown_table(title: str, header: list[str], rows: list[list[str]]) -> str:
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.1f}"
+
+
+def step_overrides(compile_grid: bool, render_size: int) -> dict[str, object]:
+    """Run overrides of the suites that time training steps: no checkpoints or previews, shaded from step 0
+    (as every step after the first 100 of a real run is), the hash grid compiled or not, the render size
+    (0: the preset's)."""
+    over: dict[str, object] = {
+        "train.checkpoint_every": 0,
+        "train.preview_every": 0,
+        "renderer.shading_start_step": 0,
+        "field.grid.compile": compile_grid,
+    }
+    if render_size:
+        over["train.render_size"] = render_size
+    return over

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from scripts.benchmarks.common import _ms, markdown_table
+from scripts.benchmarks.common import _ms, markdown_table, step_overrides
 from scripts.benchmarks.config import BenchConfig
 
 if TYPE_CHECKING:
@@ -107,14 +107,7 @@ def bench_iteration(cfg: BenchConfig) -> dict[str, Any]:
 
     c = cfg.iteration
     prior = load_prior(resolve_prior_spec("builtin"), torch.device("cpu"))
-    overrides: dict[str, Any] = {
-        "train.checkpoint_every": 0,
-        "train.preview_every": 0,
-        "renderer.shading_start_step": 0,
-        "field.grid.compile": c.compile,
-    }
-    if c.render_size:
-        overrides["train.render_size"] = c.render_size
+    overrides: dict[str, Any] = step_overrides(c.compile, c.render_size)
     methods = cfg.methods
     with tempfile.TemporaryDirectory() as tmp:
         timers: dict[str, _MethodTimer] = {}

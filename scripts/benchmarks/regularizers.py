@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from scripts.benchmarks.common import _ms, markdown_table
+from scripts.benchmarks.common import _ms, markdown_table, step_overrides
 from scripts.benchmarks.config import BenchConfig
 
 TERMS = ("normal_smooth", "orientation", "opacity_entropy")
@@ -40,14 +40,7 @@ def bench_regularizers(cfg: BenchConfig) -> dict[str, Any]:
 
     c = cfg.regularizers
     prior = load_prior(resolve_prior_spec("builtin"), torch.device("cpu"))
-    base: dict[str, Any] = {
-        "train.checkpoint_every": 0,
-        "train.preview_every": 0,
-        "renderer.shading_start_step": 0,
-        "field.grid.compile": c.compile,
-    }
-    if c.render_size:
-        base["train.render_size"] = c.render_size
+    base: dict[str, Any] = step_overrides(c.compile, c.render_size)
     for t in TERMS:
         base[f"regularizers.{t}_ramp.start"] = 0.0
         base[f"regularizers.{t}_ramp.ramp"] = 0.0
