@@ -8,7 +8,8 @@
 Every run trains a NeRF in this process with the built-in prior (loaded once, only if a run is missing)
 and renders it from a turntable of ``--views.n`` cameras at ``--views.elevation``, lit as the world is lit
 and framed to its true object's size (what the judge was trained on; see ``engine/evaluation/views.py``).
-Metrics read those renders (no mesh is exported); definitions and maths are in ``engine/evaluation/``:
+Metrics read those renders (no mesh is exported, except by the geometry suite); definitions and maths are in
+``engine/evaluation/``:
 
 recognition  methods × prompts × seeds at each method's defaults: the judge's class / colour / both
              accuracy over the views, per method (an offline CLIP R-precision).
@@ -22,6 +23,11 @@ fidelity     SDS vs LMC-SDS across guidance scales ω: radially averaged power s
              issue's 8 is replaced by it so these runs are shared with recognition).
 diversity    LMC-SDS with fixed vs resampled ε (LMC-SDS §4): pairwise distances between the seeds'
              assets: RMS of pixels and cosine distance of the judge's penultimate features, per view.
+geometry     (only when asked for: --suites geometry) every primitive, the snowman and the house × seeds ×
+             methods at the fast preset's 600 steps, each exported as the main command exports it: Chamfer,
+             normal consistency and F-score at 2 % against the true shape (yaw, position, scale fitted),
+             pieces, watertight, genus, the judge's reading of the exported mesh (8 views) and the Khronos
+             glTF-Validator's errors and warnings. 16 SDS runs took 25 min on this CPU.
 
 Recognition and janus score the true objects too (rows ``truth``): the judge's own error on them.
 
@@ -104,7 +110,9 @@ def write_results(ev: Evaluation, results: dict[str, Any]) -> None:
         f"`{ev.prov['command']}` · commit `{ev.prov['commit']}` · {line.split(' · ')[-1]} · started "
         f"{ev.prov['started']}",
         "",
-        f"Runs: built-in prior, {c.preset} preset at {c.steps} steps with {c.render_size}² training renders. "
+        f"Runs: built-in prior, {c.preset} preset at {c.steps} steps"
+        + (f" ({c.geometry.steps or c.steps} for the geometry suite)" if "geometry" in suites else "")
+        + f" with {c.render_size}² training renders. "
         f"Evaluation views: {c.views.n} azimuths from the front at {c.views.elevation:g}° elevation, "
         f"{c.views.size}² px, lit as the world.",
         "",
