@@ -63,7 +63,8 @@ def _converter(tp: Any) -> tuple[Any, list[str] | None, str]:
         seq = list if origin is list else tuple
 
         def many(s: str) -> Any:
-            return seq(elem_conv(p) for p in s.replace(" ", "").split(",") if p)
+            # Spaces around the commas go; spaces inside an element stay ("a red cube,a snowman").
+            return seq(elem_conv(p.strip()) for p in s.split(",") if p.strip())
 
         many.__name__ = (
             f"comma-separated {getattr(args[0], '__name__', 'value')}"  # argparse's error names it
@@ -73,7 +74,7 @@ def _converter(tp: Any) -> tuple[Any, list[str] | None, str]:
         elem = args[0]
 
         def tup(s: str) -> tuple:
-            parts = [p for p in s.replace(" ", "").split(",") if p]
+            parts = [p.strip() for p in s.split(",") if p.strip()]
             if len(parts) != len(args):
                 raise argparse.ArgumentTypeError(f"expected {len(args)} comma-separated values, got {s!r}")
             return tuple(elem(p) for p in parts)

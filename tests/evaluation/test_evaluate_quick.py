@@ -150,8 +150,9 @@ def test_bad_settings_are_refused_in_one_line(capsys):
     with pytest.raises(SystemExit) as e:
         evaluate.main(["--quick", "--suites", "speed"])
     assert e.value.code == 2 and "unknown or no suite" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         evaluate.main(["--quick", "--prompts", "a red cube", "--suites", "janus"])
+    assert e.value.code == 2 and "needs a prompt with a front" in capsys.readouterr().err
 
 
 def test_quick_geometry_suite_scores_the_exported_asset(tmp_path):
