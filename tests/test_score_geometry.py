@@ -24,11 +24,15 @@ def test_scores_an_exported_asset_and_refuses_bad_input(tmp_path, capsys):
     mod = _script()
     md = tmp_path / "scores.md"
     (row,) = mod.main([str(glb), "a snowman", "--judge", "--validate", "--markdown", str(md)])
-    assert row["pieces"] == 1 and row["watertight"] and row["genus"] == 0  # two spheres vs the world's snowman
+    assert (
+        row["pieces"] == 1 and row["watertight"] and row["genus"] == 0
+    )  # two spheres vs the world's snowman
     assert 0 <= row["views_ok"] <= 8 and len(row["verdicts"]) == 8
     assert (row["gltf_errors"], row["gltf_warnings"]) == (0, 0)
     table = md.read_text().splitlines()
-    assert table[0].startswith("| prompt | Chamfer %") and "glTF errors" in table[0] and "a snowman" in table[2]
+    assert (
+        table[0].startswith("| prompt | Chamfer %") and "glTF errors" in table[0] and "a snowman" in table[2]
+    )
     assert 0.5 < row["normal_consistency"] <= 1.0 and 0 < row["chamfer"] < 5.0
     for bad in (["missing.glb", "a snowman"], [str(glb), "a dragon"], [str(glb)]):
         with pytest.raises(SystemExit) as e:
