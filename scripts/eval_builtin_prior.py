@@ -312,14 +312,14 @@ the judge (`engine/judge`).
 
 ## Reading the generated assets
 
-The exported asset is judged right in ≥ 75% of its views for 5 of the 6 primitive prompts. **"a green cone"
-fails** (read as a pyramid from every side): its silhouette is a cone, but its surface is knobbly —
-high-frequency density noise that a 32 px prior neither sees nor penalises — and, lit, the knobs give the
-faceted shading of a pyramid's faces. A coarser hash grid (`--field.grid.max-resolution 64
---field.grid.n-levels 8`) did not fix it (1/8; the sphere went 6/8 → 8/8), so it is not the default; a
-geometry regulariser (normal smoothness / orientation loss) is the next step. The close-up turntable sheet
-written by the export frames the object tighter than any training image, and the judge is unreliable there;
-it is listed for transparency only.
+The exported asset is judged right in ≥ 75% of its views for 5 of the 6 primitive prompts (since the geometry
+regularisers of issue 13: normal smoothness and opacity entropy, `engine/regularizers.py`). **"a green cone"**,
+which failed before (0/8, its knobbly surface read as a pyramid's facets), is now right from every side.
+**"a purple pyramid" fails** (3/8, read as a cone) although its NeRF is read right (7/8): the NeRF keeps a
+soft, semi-transparent skirt around the base, which the iso level of the export leaves out, so the mesh is
+narrower at the base and its smoothed facets read as a cone. Geometry against the true shapes:
+`docs/RESULTS.md` ("Geometry"). The close-up turntable sheet written by the export frames the object tighter
+than any training image, and the judge is unreliable there; it is listed for transparency only.
 
 ## Limits
 
