@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from engine.render.renderer import RenderOutput, density_normals
+from engine.render.renderer import RenderOutput, density_normals, fd_gradient
 
 
 @dataclass
@@ -179,12 +179,7 @@ class GeometryRegularizers:
             pick = torch.randint(len(surf.points), (n - n // 2,), generator=generator)
             near = surf.points.detach().cpu()[pick] + 0.05 * torch.randn(n - n // 2, 3, generator=generator)
             pts = torch.cat([pts, near])
-        e = c.normal_eps
-        p = pts.to(device).clamp(-b + e, b - e)
-        offsets = torch.eye(3, device=device) * e
-        probe = torch.cat([p[:, None] + offsets[None], p[:, None] - offsets[None]], 1)
-        d = field.sdf(probe.reshape(-1, 3)).reshape(-1, 6)
-        grad = (d[:, :3] - d[:, 3:]) / (2 * e)
+        grad = fd_gradient(field.sdf, pts.to(device), c.normal_eps, b)
         return (grad.norm(dim=-1) - 1.0).pow(2).mean()
 
 

@@ -30,7 +30,7 @@ import trimesh
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
-from engine.export.cleanup import face_components
+from engine.export.cleanup import edge_use_counts, face_components
 from engine.export.gltf import Z_UP_TO_Y_UP
 from engine.world.scene import BOUND_RADIUS, SHAPES, ObjectSpec
 
@@ -89,13 +89,12 @@ def weld(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
 def topology(mesh: trimesh.Trimesh) -> Topology:
     """Pieces, watertightness and the largest piece's genus of ``mesh`` (welded first)."""
     m = weld(mesh)
-    edges = np.sort(m.edges, axis=1)
-    _, counts = np.unique(edges, axis=0, return_counts=True)
+    counts = edge_use_counts(m.faces)
     boundary, nonmanifold = int((counts == 1).sum()), int((counts > 2).sum())
     label = face_components(m.faces, len(m.vertices))
     n_pieces = int(label.max()) + 1 if len(label) else 0
     largest = _piece(m, label, int(np.bincount(label).argmax())) if n_pieces else m
-    lc = np.unique(np.sort(largest.edges, axis=1), axis=0, return_counts=True)[1]
+    lc = edge_use_counts(largest.faces)
     closed = bool(len(lc)) and bool((lc == 2).all())
     genus = None
     if closed:

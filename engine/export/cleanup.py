@@ -67,13 +67,16 @@ def clean(
     return out, stats
 
 
+def edge_use_counts(faces: np.ndarray) -> np.ndarray:
+    """How many faces use each distinct (undirected) edge: 2 on a closed surface, 1 on a hole's rim, 3+ where
+    the surface touches itself."""
+    edges = np.sort(np.asarray(faces)[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    return np.unique(edges, axis=0, return_counts=True)[1]
+
+
 def is_closed(mesh: trimesh.Trimesh) -> bool:
     """Every edge is shared by exactly two faces (no holes, no fins or self-touching edges)."""
-    if not len(mesh.faces):
-        return False
-    edges = np.sort(mesh.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    _, counts = np.unique(edges, axis=0, return_counts=True)
-    return bool((counts == 2).all())
+    return bool(len(mesh.faces)) and bool((edge_use_counts(mesh.faces) == 2).all())
 
 
 def decimate(mesh: trimesh.Trimesh, target_faces: int) -> trimesh.Trimesh:

@@ -103,18 +103,22 @@ SURFACE_OPACITY = 0.05
 """A ray with less opacity sees no surface: it is neither shaded nor regularised."""
 
 
-def density_normals(
-    field: NeRFField, p: Float[Tensor, "n 3"], eps: float, bound: float
-) -> Float[Tensor, "n 3"]:
-    """n = −∇σ/‖∇σ‖ by central finite differences of σ with step ``eps`` (6 density queries per point).
+def fd_gradient(fn, p: Float[Tensor, "n 3"], eps: float, bound: float) -> Float[Tensor, "n 3"]:
+    """∇fn at ``p`` by central differences with step ``eps`` (6 queries of ``fn`` per point), differentiable.
 
-    Differentiable, so a loss on n reaches the geometry. Points are kept ``eps`` inside the box [−bound, bound]³."""
+    Points are kept ``eps`` inside the box [−bound, bound]³ so every probe stays in it."""
     p = p.clamp(-bound + eps, bound - eps)
     offsets = torch.eye(3, device=p.device) * eps
     probe = torch.cat([p[:, None] + offsets[None], p[:, None] - offsets[None]], 1)  # [n, 6, 3]
-    sig = field.density(probe.reshape(-1, 3)).reshape(-1, 6)
-    grad = (sig[:, :3] - sig[:, 3:]) / (2 * eps)
-    return -torch.nn.functional.normalize(grad, dim=-1)
+    values = fn(probe.reshape(-1, 3)).reshape(-1, 6)
+    return (values[:, :3] - values[:, 3:]) / (2 * eps)
+
+
+def density_normals(
+    field: NeRFField, p: Float[Tensor, "n 3"], eps: float, bound: float
+) -> Float[Tensor, "n 3"]:
+    """n = −∇σ/‖∇σ‖ (:func:`fd_gradient` of the density): differentiable, so a loss on n reaches the geometry."""
+    return -torch.nn.functional.normalize(fd_gradient(field.density, p, eps, bound), dim=-1)
 
 
 class VolumeRenderer(nn.Module):
