@@ -104,6 +104,11 @@ class RunConfig:
         self.train.validate()
         self.field.validate()
         self.regularizers.validate()
+        if self.regularizers.eikonal > 0 and self.field.density != "sdf":
+            raise ValueError(
+                "regularizers.eikonal needs a signed-distance field: add --field.density sdf, "
+                "or set --regularizers.eikonal 0"
+            )
         self.guidance.timesteps.validate()
         self.export.validate()
 

@@ -119,3 +119,12 @@ def test_total_variation_power_weighs_small_normal_changes_more_than_the_square(
     tv = _losses(HeightField(0.01), _output(), **base, normal_smooth_power=1.0)["normal_smooth"]
     assert 0 < float(square) < float(tv) < 1.0
     assert float(tv) ** 2 <= float(square) * 1.0001  # Jensen: (mean ‖Δn‖)² ≤ mean ‖Δn‖²
+
+
+def test_eikonal_without_an_sdf_field_is_refused_before_training():
+    from engine.config import build_config
+
+    with pytest.raises(ValueError, match="field.density sdf"):
+        build_config("a red cube", overrides={"regularizers.eikonal": 10.0})
+    cfg = build_config("a red cube", overrides={"regularizers.eikonal": 10.0, "field.density": "sdf"})
+    assert cfg.regularizers.eikonal == 10.0
