@@ -127,14 +127,14 @@ def bench_iteration(cfg: BenchConfig) -> dict[str, Any]:
                     timers[m].prior_cfg()
                     timers[m].render()
         run0 = next(iter(timers.values())).trainer.cfg
-    from engine.fields import hashgrid
+    from engine.fields import hashgrid_torch
 
     result: dict[str, Any] = {
         "prior": prior.name,
         "render_size": run0.train.render_size,
         "batch_size": run0.train.batch_size,
         "grid_compile": run0.field.grid.compile,
-        "grid_compile_failed": hashgrid._KERNELS.failed,
+        "grid_compile_failed": hashgrid_torch._KERNELS.failed,
         "occupancy_update_every": run0.renderer.occupancy.update_every,
         "settings": dataclasses.asdict(c),
         "methods": {},

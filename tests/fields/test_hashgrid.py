@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.configbase import field_docs
-from engine.fields import hashgrid
+from engine.fields import hashgrid_torch
 from engine.fields.hashgrid import HashGridConfig, TorchHashGrid, level_resolutions
 from tests.fields.reference_hashgrid import reference_encode
 
@@ -128,7 +128,7 @@ def test_chunked_eager_matches_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     x = sample_points()
     up = torch.randn(x.shape[0], grid.out_dim)
     whole = encode_and_grad(grid, grid, x, up)
-    monkeypatch.setattr(hashgrid, "_CHUNK", 64)
+    monkeypatch.setattr(hashgrid_torch, "_CHUNK", 64)
     chunked = encode_and_grad(grid, grid, x, up)
     torch.testing.assert_close(chunked[0], whole[0], atol=0, rtol=0)
     torch.testing.assert_close(chunked[1], whole[1], atol=1e-6, rtol=1e-6)
@@ -140,12 +140,12 @@ def test_compile_failure_falls_back_to_eager(
     def broken_compile(*args, **kwargs):
         raise RuntimeError("no C++ compiler here")
 
-    monkeypatch.setattr(hashgrid, "_KERNELS", hashgrid._Kernels())
+    monkeypatch.setattr(hashgrid_torch, "_KERNELS", hashgrid_torch._Kernels())
     monkeypatch.setattr(torch, "compile", broken_compile)
     grid = make_grid(CONFIGS["mixed"], compile=True)
     eager = make_grid(CONFIGS["mixed"], compile=False)
     x = sample_points()
-    with caplog.at_level(logging.WARNING, logger=hashgrid.__name__):
+    with caplog.at_level(logging.WARNING, logger=hashgrid_torch.__name__):
         out = grid(x)
         grid(x).sum().backward()
     torch.testing.assert_close(out, eager(x), atol=0, rtol=0)
@@ -191,7 +191,7 @@ def test_compiled_matches_eager() -> None:
         x = torch.cat([sample_points(n), torch.rand(n, 3)])
         up = torch.randn(x.shape[0], compiled.out_dim)
         out_c, grad_c = encode_and_grad(compiled, compiled, x, up)
-        if hashgrid._KERNELS.failed:
+        if hashgrid_torch._KERNELS.failed:
             pytest.skip("torch.compile does not work on this machine; the eager path is tested above")
         out_e, grad_e = encode_and_grad(eager, eager, x, up)
         torch.testing.assert_close(out_c, out_e, atol=1e-6, rtol=1e-5)

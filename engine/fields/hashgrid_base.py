@@ -1,0 +1,64 @@
+"""What every hash-grid implementation shares: the spatial-hash primes, the level resolutions, the check of a
+:class:`~engine.fields.hashgrid.HashGridConfig` and the :class:`HashGridEncoding` interface.
+
+The conventions themselves are described in ``engine.fields.hashgrid``, which users import; this module
+exists so that the implementations (``hashgrid_torch``, ``hashgrid_tcnn``) can build on the interface
+without importing the module that selects between them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from jaxtyping import Float
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from engine.fields.hashgrid import HashGridConfig
+
+HASH_PRIMES = (1, 2654435761, 805459861)
+"""Per-axis multipliers of the spatial hash (instant-NGP)."""
+
+
+def level_resolutions(cfg: HashGridConfig) -> list[int]:
+    """N_l = floor(N_min · b^l + 1e-6) for l = 0..L-1 (see ``engine.fields.hashgrid``)."""
+    if cfg.n_levels == 1:
+        return [cfg.base_resolution]
+    growth = math.exp((math.log(cfg.max_resolution) - math.log(cfg.base_resolution)) / (cfg.n_levels - 1))
+    return [math.floor(cfg.base_resolution * growth**level + 1e-6) for level in range(cfg.n_levels)]
+
+
+def validate_config(cfg: HashGridConfig) -> None:
+    """Raise ValueError naming the first setting out of range."""
+    if cfg.n_levels < 1 or cfg.n_features_per_level < 1:
+        raise ValueError(
+            f"n_levels and n_features_per_level must be >= 1, got {cfg.n_levels} and {cfg.n_features_per_level}"
+        )
+    if not 1 <= cfg.log2_hashmap_size <= 26:
+        raise ValueError(f"log2_hashmap_size must be in 1..26, got {cfg.log2_hashmap_size}")
+    if not 1 <= cfg.base_resolution <= cfg.max_resolution:
+        raise ValueError(
+            "need 1 <= base_resolution <= max_resolution, "
+            f"got base_resolution={cfg.base_resolution}, max_resolution={cfg.max_resolution}"
+        )
+    if cfg.implementation not in ("auto", "torch", "tcnn"):
+        raise ValueError(f"implementation must be auto, torch or tcnn, got {cfg.implementation!r}")
+
+
+class HashGridEncoding(nn.Module):
+    """Interface shared by the implementations: ``forward`` maps [N, 3] points in [0, 1]^3 to [N, out_dim]."""
+
+    def __init__(self, cfg: HashGridConfig):
+        super().__init__()
+        validate_config(cfg)
+        self.cfg = cfg
+
+    @property
+    def out_dim(self) -> int:
+        """L · F."""
+        return self.cfg.n_levels * self.cfg.n_features_per_level
+
+    def forward(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, "N out_dim"]:
+        """x in [0, 1]^3 (caller normalises scene bounds); output float32."""
+        raise NotImplementedError
