@@ -19,14 +19,8 @@ weights; and min-SNR-γ loss weighting (Hang et al. 2023) for faster convergence
 from __future__ import annotations
 
 import json
-import math
-import os
-import platform
-import shlex
 import shutil
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +30,18 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import engine  # noqa: E402,F401  (THP before torch allocates)
-from engine.cli import OneLineParser, add_config_flags, overrides_from  # noqa: E402
 from engine.configbase import to_dict  # noqa: E402
+from scripts.training_common import (  # noqa: E402
+    TrainingRun,
+    changed_settings,
+    command_line,
+    machine_info,
+    parse_train_config,
+    set_lr,
+    warmup_cosine,
+)
 
+PROG = "python scripts/train_builtin_prior.py"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -136,12 +139,8 @@ def build_models(cfg: PriorTrainConfig, vocab: list[str]):
     return unet, text_encoder, tokenizer, scheduler
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+# Settings that may change when resuming.
+RESUMABLE = {"fresh", "max_minutes", "steps", "checkpoint_every", "log_every", "export_only", "out"}
 
 
 class EMA:
@@ -174,123 +173,99 @@ def train(cfg: PriorTrainConfig, command: str) -> dict:
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(params, cfg.ema_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    work = Path(cfg.work_dir)
-    ckpt_path, log_path = work / "checkpoint.pt", work / "loss.jsonl"
-    step, elapsed, running = 0, 0.0, None
-    if ckpt_path.exists() and not cfg.fresh:
-        state = torch.load(ckpt_path, weights_only=False)
-        free = {
-            "fresh",
-            "max_minutes",
-            "steps",
-            "checkpoint_every",
-            "log_every",
-            "export_only",
-            "out",
-        }  # may change on resume
-        if {k: v for k, v in state["config"].items() if k not in free} != {
-            k: v for k, v in to_dict(cfg).items() if k not in free
-        }:
-            raise SystemExit(f"error: {ckpt_path} was made with other settings; pass --fresh to start over")
+    run = TrainingRun(Path(cfg.work_dir))
+    if run.checkpoint_path.exists() and not cfg.fresh:
+        state = torch.load(run.checkpoint_path, weights_only=False)
+        if changed_settings(state["config"], to_dict(cfg), RESUMABLE) is not None:
+            raise SystemExit(
+                f"error: {run.checkpoint_path} was made with other settings; pass --fresh to start over"
+            )
         unet.load_state_dict(state["unet"])
         text_encoder.load_state_dict(state["text_encoder"])
         opt.load_state_dict(state["opt"])
         ema.shadow, ema.n = state["ema"], state["ema_n"]
         gen.set_state(state["gen"])
-        step, elapsed = state["step"], state["elapsed"]
-        running = state.get("running")
-        print(f"resumed from {ckpt_path} at step {step} ({elapsed / 60:.1f} min done)", flush=True)
-    elif cfg.fresh and log_path.exists():
-        log_path.unlink()
+        run.restore(state)
+    elif cfg.fresh and run.log_path.exists():
+        run.log_path.unlink()
 
     ab = scheduler.alphas_cumprod.float()
     snr = ab / (1 - ab)
     loss_weight = (snr.clamp(max=cfg.min_snr_gamma) / snr) if cfg.min_snr_gamma > 0 else torch.ones_like(snr)
     empty_ids = tokenizer([""], padding="max_length", return_tensors="pt").input_ids
+    lr_at = warmup_cosine(cfg.lr, cfg.warmup_steps, cfg.steps)
 
-    def lr_at(s: int) -> float:
-        if s < cfg.warmup_steps:
-            return cfg.lr * (s + 1) / cfg.warmup_steps
-        frac = (s - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
-
-    def checkpoint() -> None:
-        _atomic_save(
-            {
-                "config": to_dict(cfg),
-                "step": step,
-                "elapsed": elapsed,
-                "unet": unet.state_dict(),
-                "text_encoder": text_encoder.state_dict(),
-                "opt": opt.state_dict(),
-                "ema": ema.shadow,
-                "ema_n": ema.n,
-                "running": running,
-                "gen": gen.get_state(),
-            },
-            ckpt_path,
-        )
+    def checkpoint_state() -> dict:
+        return run.progress_state(cfg) | {
+            "unet": unet.state_dict(),
+            "text_encoder": text_encoder.state_dict(),
+            "opt": opt.state_dict(),
+            "ema": ema.shadow,
+            "ema_n": ema.n,
+            "running": run.running,
+            "gen": gen.get_state(),
+        }
 
     if cfg.export_only:
-        if step == 0:
-            raise SystemExit(f"error: --export-only needs a checkpoint in {work}")
+        if run.step == 0:
+            raise SystemExit(f"error: --export-only needs a checkpoint in {run.work_dir}")
         return export_model(
-            cfg, command, unet, text_encoder, tokenizer, scheduler, params, ema, step, elapsed, None
+            cfg, command, unet, text_encoder, tokenizer, scheduler, params, ema, run.step, run.elapsed, None
         )
     unet.train()
     text_encoder.train()
-    started = time.perf_counter() - elapsed
-    work.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as log:
-        while step < cfg.steps and (time.perf_counter() - started) < cfg.max_minutes * 60:
-            batch = world.sample_batch(cfg.batch_size, gen)
-            x0 = batch.images * 2 - 1
-            ids = tokenizer(batch.captions, padding="max_length", return_tensors="pt").input_ids
-            drop = torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout
-            ids[drop] = empty_ids
-            t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen)
-            noise = torch.randn(x0.shape, generator=gen)
-            a = ab[t].view(-1, 1, 1, 1)
-            xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            emb = text_encoder(ids).last_hidden_state
-            pred = unet(xt, t, encoder_hidden_states=emb).sample
-            per = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
-            loss = (per * loss_weight[t]).mean()
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            ema.update(params)
-            step += 1
-            mse = float(per.detach().mean())
-            running = mse if running is None else 0.98 * running + 0.02 * mse
-            elapsed = time.perf_counter() - started
-            if step % cfg.log_every == 0:
-                rec = {
-                    "step": step,
-                    "loss": float(loss),
-                    "mse": mse,
-                    "mse_avg": running,
-                    "lr": lr_at(step),
-                    "min": elapsed / 60,
-                }
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                print(
-                    f"step {step:5d}  loss {float(loss):.4f}  mse(avg) {running:.4f}  {elapsed / 60:.1f} min",
-                    flush=True,
-                )
-            if step % cfg.checkpoint_every == 0:
-                checkpoint()
-    checkpoint()
+    # step: the index of the step to take; run.step counts it once done
+    for step in run.steps(cfg.steps, cfg.max_minutes, cfg.checkpoint_every, checkpoint_state):
+        batch = world.sample_batch(cfg.batch_size, gen)
+        x0 = batch.images * 2 - 1
+        ids = tokenizer(batch.captions, padding="max_length", return_tensors="pt").input_ids
+        drop = torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout
+        ids[drop] = empty_ids
+        t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        a = ab[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        emb = text_encoder(ids).last_hidden_state
+        pred = unet(xt, t, encoder_hidden_states=emb).sample
+        per = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = (per * loss_weight[t]).mean()
+        set_lr(opt, lr_at(step))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.update(params)
+        mse = float(per.detach().mean())
+        run.count(mse, keep=0.98, new=0.02)
+        if run.step % cfg.log_every == 0:
+            rec = {
+                "step": run.step,
+                "loss": float(loss),
+                "mse": mse,
+                "mse_avg": run.running,
+                "lr": lr_at(run.step),  # the next step's
+                "min": run.elapsed / 60,
+            }
+            run.log(
+                rec,
+                f"step {run.step:5d}  loss {float(loss):.4f}  mse(avg) {run.running:.4f}  {run.elapsed / 60:.1f} min",
+            )
 
     info = export_model(
-        cfg, command, unet, text_encoder, tokenizer, scheduler, params, ema, step, elapsed, running
+        cfg,
+        command,
+        unet,
+        text_encoder,
+        tokenizer,
+        scheduler,
+        params,
+        ema,
+        run.step,
+        run.elapsed,
+        run.running,
     )
     # The loss log ships beside the weights (a few kB): the model card's curve is read from it.
-    shutil.copyfile(log_path, Path(cfg.out) / "loss.jsonl")
+    shutil.copyfile(run.log_path, Path(cfg.out) / "loss.jsonl")
     return info
 
 
@@ -319,11 +294,7 @@ def export_model(
         "params_unet": sum(p.numel() for p in unet.parameters()),
         "params_text_encoder": sum(p.numel() for p in text_encoder.parameters()),
         "config": to_dict(cfg) | {"out": "engine/priors/builtin", "work_dir": "outputs/builtin_prior_train"},
-        "machine": {
-            "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "machine": machine_info(),
     }
     (out / "training.json").write_text(json.dumps(info, indent=2))
     print(f"wrote {out} after {step} steps, {elapsed / 60:.1f} min, final mse {running}", flush=True)
@@ -331,16 +302,8 @@ def export_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python scripts/train_builtin_prior.py", description=__doc__.split("\n\n")[0])
-    paths = add_config_flags(parser, PriorTrainConfig, skip=set())
-    args = parser.parse_args(argv)
-    cfg = PriorTrainConfig()
-    for path, value in overrides_from(args, paths).items():
-        setattr(cfg, path, value)
-    command = "python scripts/train_builtin_prior.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
-    train(cfg, command.strip())
+    _, cfg = parse_train_config(PROG, __doc__.split("\n\n")[0], PriorTrainConfig, argv)
+    train(cfg, command_line(PROG, argv))
     return 0
 
 

@@ -1,0 +1,155 @@
+"""The skeleton the training scripts share (``scripts/train_corrective.py``, ``scripts/train_builtin_prior.py``).
+
+A run parses its typed config from the command line, keeps ``checkpoint.pt`` and ``loss.jsonl`` in its work
+folder, resumes from the checkpoint when one exists (refusing one made with other settings), steps while
+its step count and wall-clock budget last (the budget counts the time of earlier sessions too), logs the loss
+as JSON lines, follows a linear warm-up then a cosine decay to 10% of the learning rate, and records the
+machine it ran on. What is trained, the loss and what is written at the end stay in each script.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import torch
+
+from engine.atomic import write_with
+from engine.cli import OneLineParser, add_config_flags, overrides_from
+from engine.configbase import to_dict
+
+C = TypeVar("C")
+
+
+def parse_train_config(
+    prog: str, description: str, cls: type[C], argv: list[str] | None
+) -> tuple[OneLineParser, C]:
+    """The parser (for ``parser.error``) and the config of ``cls`` with the command line's overrides."""
+    parser = OneLineParser(prog=prog, description=description)
+    paths = add_config_flags(parser, cls, skip=set())
+    args = parser.parse_args(argv)
+    cfg = cls()
+    for path, value in overrides_from(args, paths).items():
+        setattr(cfg, path, value)
+    return parser, cfg
+
+
+def command_line(prog: str, argv: list[str] | None) -> str:
+    """The command that reproduces this run, as recorded in the model card / training.json."""
+    command = prog + " " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    return command.strip()
+
+
+def warmup_cosine(lr: float, warmup_steps: int, steps: int) -> Callable[[int], float]:
+    """Learning rate at step s: linear warm-up over ``warmup_steps``, then cosine decay to 10% at ``steps``."""
+
+    def lr_at(s: int) -> float:
+        if s < warmup_steps:
+            return lr * (s + 1) / warmup_steps
+        frac = (s - warmup_steps) / max(steps - warmup_steps, 1)
+        return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+    return lr_at
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def changed_settings(saved: dict, current: dict, free: set[str]) -> list[str] | None:
+    """None when a checkpoint's settings match the current ones outside ``free`` (those may change on resume);
+    else the current settings that differ, sorted (empty when only the checkpoint has extra settings)."""
+    mine = {k: v for k, v in current.items() if k not in free}
+    theirs = {k: v for k, v in saved.items() if k not in free}
+    if mine == theirs:
+        return None
+    return sorted(k for k in mine if mine[k] != theirs.get(k))
+
+
+def machine_info(device: str | None = None) -> dict[str, Any]:
+    """What the run ran on, for the training record."""
+    info: dict[str, Any] = {"cpu_threads": torch.get_num_threads()}
+    if device is not None:
+        info["device"] = device
+    return info | {"torch": torch.__version__, "python": platform.python_version()}
+
+
+@dataclass
+class TrainingRun:
+    """A resumable run's progress and files: ``checkpoint.pt`` and ``loss.jsonl`` in ``work_dir``."""
+
+    work_dir: Path
+    step: int = 0
+    """Optimisation steps taken, over all sessions."""
+    elapsed: float = 0.0
+    """Seconds of training, over all sessions."""
+    running: float | None = None
+    """Running average of the logged loss (None before the first step)."""
+
+    def __post_init__(self) -> None:
+        self.work_dir = Path(self.work_dir)
+        self._started = 0.0
+        self._log: IO[str] | None = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.work_dir / "checkpoint.pt"
+
+    @property
+    def log_path(self) -> Path:
+        return self.work_dir / "loss.jsonl"
+
+    def restore(self, state: dict) -> None:
+        """Take the progress from a loaded checkpoint (after the caller restored its models) and say so."""
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.running = state.get("running")
+        print(
+            f"resumed from {self.checkpoint_path} at step {self.step} ({self.elapsed / 60:.1f} min done)",
+            flush=True,
+        )
+
+    def progress_state(self, cfg: Any) -> dict:
+        """The first entries of a checkpoint: the run's settings and its progress (see :meth:`restore`)."""
+        return {"config": to_dict(cfg), "step": self.step, "elapsed": self.elapsed}
+
+    def save(self, state: dict) -> None:
+        """Write the checkpoint atomically: an interrupted write leaves the previous one."""
+        write_with(self.checkpoint_path, lambda f: torch.save(state, f))
+
+    def steps(
+        self, steps: int, max_minutes: float, checkpoint_every: int, state: Callable[[], dict]
+    ) -> Iterator[int]:
+        """The index of each step to take while ``steps`` and the budget last, with the loss log open for
+        :meth:`log`; the loop body ends each step with :meth:`count`. Saves ``state()`` as the checkpoint
+        every ``checkpoint_every`` steps and once more when the loop ends."""
+        self._started = time.perf_counter() - self.elapsed
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as self._log:
+            while self.step < steps and (time.perf_counter() - self._started) < max_minutes * 60:
+                yield self.step
+                if self.step % checkpoint_every == 0:
+                    self.save(state())
+        self._log = None
+        self.save(state())
+
+    def count(self, value: float, keep: float, new: float) -> None:
+        """One step done: the running average becomes ``keep · running + new · value``, the time is taken."""
+        self.step += 1
+        self.running = value if self.running is None else keep * self.running + new * value
+        self.elapsed = time.perf_counter() - self._started
+
+    def log(self, record: dict, line: str) -> None:
+        """Append ``record`` to the loss log and print ``line``."""
+        assert self._log is not None, "log() belongs inside the loop over steps()"
+        self._log.write(json.dumps(record) + "\n")
+        self._log.flush()
+        print(line, flush=True)
