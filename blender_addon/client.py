@@ -18,16 +18,13 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 SUBMIT_TIMEOUT = 120.0
 """Seconds to wait for the engine to accept a job."""
-
-FINAL_STATES = frozenset({"done", "failed", "cancelled"})
-"""Job states after which nothing more happens (an "interrupted" job resumes when the engine restarts)."""
 
 
 class EngineError(Exception):
@@ -146,21 +143,15 @@ class EngineClient:
         """Save a result (``path`` as given in a result event, e.g. ``/v1/jobs/ID/result?variant=0``) to
         ``dest``, atomically: ``dest`` either does not exist or is complete."""
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{threading.get_ident()}.part")
         conn, resp = self._open("GET", path, timeout=max(self.timeout, 60.0))
         try:
             if resp.status != 200:
                 raise self._error(resp, "GET", path)
-            with open(tmp, "wb") as f:
-                while chunk := resp.read(1 << 16):
-                    f.write(chunk)
-            os.replace(tmp, dest)
+            write_atomically(dest, iter(lambda: resp.read(1 << 16), b""))
         except OSError as e:
             raise EngineError(f"could not save {path} to {dest}: {e}") from None
         finally:
             conn.close()
-            tmp.unlink(missing_ok=True)
         return dest
 
     def events(
@@ -369,7 +360,7 @@ class EventFollower:
                     if ev.id is not None:
                         self.last_event_id = ev.id
                     self._post(("event", self.job_key, ev))
-                    if ev.type == "status" and ev.data.get("state") in FINAL_STATES:
+                    if ev.type == "status" and ev.data.get("final"):
                         self._post(("stream_ended", self.job_key, "final"))
                         return
                 # The stream ended without a final state: the engine is stopping. Reconnect and resume.
@@ -390,6 +381,21 @@ class EventFollower:
             failures += 1
             self._stop.wait(delay)
         self._post(("stream_ended", self.job_key, "stopped"))
+
+
+def write_atomically(dest: Path, chunks: Iterable[bytes]) -> Path:
+    """Write ``chunks`` to ``dest`` so that it either keeps its old content or holds all of the new: a
+    hidden temporary file beside it, then ``os.replace``. The add-on's one way of writing files."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
 
 
 def wait_for_health(

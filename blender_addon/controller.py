@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .client import EngineError, EngineUnreachable, EventFollower
+from .client import EngineError, EngineUnreachable, EventFollower, write_atomically
 from .state import (
     CRASHED,
     REFUSED,
@@ -350,6 +350,7 @@ class Controller:
                 self.supervisor.wake()
             else:
                 job.state = REFUSED if error.status in (400, 413, 422, 429) else "failed"
+                job.ended = True
                 job.error = str(error)
                 result.notices.append(f"text3d: '{job.prompt}' was not accepted: {error}")
             return
@@ -388,11 +389,7 @@ class Controller:
         job = self.jobs[key]
         path = self.work_dir / "previews" / f"{key}.png"
         try:
-            data = base64.b64decode(png_b64, validate=True)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_atomically(path, [base64.b64decode(png_b64, validate=True)])
         except (ValueError, OSError) as e:
             result.notices.append(f"text3d: could not save the preview of '{job.prompt}': {e}")
             return

@@ -2,21 +2,57 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from .state import METHODS, PRESETS, TEXTURE_SIZES
+from .state import OFFLINE_CATALOG, Catalog
 
-METHOD_ITEMS = [(key, label, tip) for key, (label, tip) in METHODS.items()]
-PRESET_ITEMS = [(key, label, tip) for key, (label, tip) in PRESETS.items()]
 NOISE_ITEMS = [
     ("DEFAULT", "Default", "Use the method's default (fixed for LMC-SDS, fresh for the others)"),
     ("FIXED", "Fixed", "Each seed fixes its guidance noise, so variants differ more"),
     ("FRESH", "Fresh", "New guidance noise every step"),
 ]
-TEXTURE_ITEMS = [(str(s), f"{s} px", f"Bake a {s}×{s} base-colour texture") for s in TEXTURE_SIZES]
+
+# The method, preset and texture menus list what the engine offers (its /v1/health answer, kept in the
+# controller's EngineState.catalog); before any engine has answered, the offline catalog. Blender stores a
+# dynamic enum's choice as the item's number, so each item's number is derived from its name: a choice
+# survives the engine's list growing or reordering.
+_ITEMS: dict[str, list[tuple[str, str, str, int]]] = {}
+"""The last items handed to Blender, per menu: Blender needs Python to keep the strings alive."""
+
+
+def item_number(name: str) -> int:
+    """A stable enum item number for ``name`` (Blender keeps the number, not the name)."""
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def current_catalog() -> Catalog:
+    from . import runtime  # late: runtime imports this module
+
+    controller = runtime.get_controller()
+    return controller.engine.catalog if controller is not None else OFFLINE_CATALOG
+
+
+def _menu(key: str, entries: list[tuple[str, str, str]]) -> list[tuple[str, str, str, int]]:
+    items = [(name, label, tip, item_number(name)) for name, label, tip in entries]
+    _ITEMS[key] = items
+    return items
+
+
+def method_items(_self: Any, _context: Any) -> list[tuple[str, str, str, int]]:
+    return _menu("method", list(current_catalog().methods))
+
+
+def preset_items(_self: Any, _context: Any) -> list[tuple[str, str, str, int]]:
+    return _menu("preset", list(current_catalog().presets))
+
+
+def texture_items(_self: Any, _context: Any) -> list[tuple[str, str, str, int]]:
+    sizes = current_catalog().texture_sizes
+    return _menu("texture", [(str(s), f"{s} px", f"Bake a {s}×{s} base-colour texture") for s in sizes])
 
 
 class TEXT3D_PG_settings(bpy.types.PropertyGroup):
@@ -26,8 +62,15 @@ class TEXT3D_PG_settings(bpy.types.PropertyGroup):
         "sphere, cube, cylinder, cone, torus, pyramid, snowman, house); other priors are open-vocabulary",
         default="a red cube",
     )
-    method: EnumProperty(name="Method", description="Guidance method", items=METHOD_ITEMS, default="sds")
-    preset: EnumProperty(name="Preset", description="Run length and resolution", items=PRESET_ITEMS)
+    method: EnumProperty(
+        name="Method", description="Guidance method", items=method_items, default=item_number("sds")
+    )
+    preset: EnumProperty(
+        name="Preset",
+        description="Run length and resolution",
+        items=preset_items,
+        default=item_number("fast"),
+    )
     seed: IntProperty(
         name="Seed", description="Seed of the first variant (variants use seed, seed+1, …)", min=0, default=0
     )
@@ -61,7 +104,7 @@ class TEXT3D_PG_settings(bpy.types.PropertyGroup):
         default=0.5,
     )
     use_texture_size: BoolProperty(name="Texture Size", description="Set the baked texture's size")
-    texture_size: EnumProperty(name="Texture Size", items=TEXTURE_ITEMS, default="1024")
+    texture_size: EnumProperty(name="Texture Size", items=texture_items, default=item_number("1024"))
     prior: StringProperty(
         name="Prior",
         description="The diffusion prior: builtin (CPU), sd (Stable Diffusion, needs a GPU), sd:<hub id> or a "

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .client import FINAL_STATES, SSEEvent
+from .client import SSEEvent
 
 # Engine status as shown in the panel.
 CONNECTED = "connected"
@@ -27,24 +27,57 @@ SUBMITTING = "submitting"
 REFUSED = "refused"
 """The engine rejected the request (e.g. a word the prior does not know)."""
 
-METHODS: dict[str, tuple[str, str]] = {
-    "sds": ("SDS", "Score Distillation Sampling (DreamFusion): fast; can look over-saturated"),
-    "esd": (
-        "ESD",
-        "Entropic Score Distillation: fewer Janus (multi-face) artefacts and more varied results; slower",
-    ),
-    "vsd": ("VSD", "Variational Score Distillation (ProlificDreamer): ESD with λ = 0; slower"),
-    "lmc-sds": (
-        "LMC-SDS",
-        "SDS with a Learned Manifold Corrective: better-behaved at low guidance scales, less saturated",
-    ),
-}
-"""Guidance methods the engine offers: id → (label, what it is for)."""
 
-PRESETS: dict[str, tuple[str, str]] = {
-    "fast": ("Fast", "Fewer steps at low resolution: minutes per asset on a CPU"),
-    "quality": ("Quality", "More steps, larger renders and a finer mesh: best on a GPU"),
-}
+@dataclass(frozen=True)
+class Catalog:
+    """What the engine offers, as its ``/v1/health`` says: the menus are built from this."""
+
+    methods: tuple[tuple[str, str, str], ...]
+    """(name, label, summary) of each guidance method, in the engine's order."""
+    presets: tuple[tuple[str, str, str], ...]
+    """(name, label, summary) of each settings preset."""
+    texture_sizes: tuple[int, ...]
+    """Texture sizes the engine accepts."""
+
+    @property
+    def method_names(self) -> list[str]:
+        return [m[0] for m in self.methods]
+
+
+OFFLINE_CATALOG = Catalog(
+    methods=(("sds", "SDS", "Score Distillation Sampling (the engine lists all methods once it runs)"),),
+    presets=(("fast", "Fast", "Fewer steps at low resolution (the engine lists all presets once it runs)"),),
+    texture_sizes=(256, 512, 1024, 2048),
+)
+"""Until an engine has answered: the one method and preset every engine has, so the panel can be drawn
+and a first job queued; the engine's own lists replace these as soon as it answers."""
+
+
+def catalog_from_health(health: dict[str, Any], previous: Catalog = OFFLINE_CATALOG) -> Catalog:
+    """The catalog an engine's ``/v1/health`` answer describes (parts it lacks stay as ``previous``)."""
+
+    def entries(key: str, old: tuple[tuple[str, str, str], ...]) -> tuple[tuple[str, str, str], ...]:
+        items = health.get(key)
+        if not isinstance(items, list) or not items:
+            return old
+        out = []
+        for it in items:
+            if isinstance(it, dict) and isinstance(it.get("name"), str):
+                name = it["name"]
+                out.append((name, str(it.get("label") or name.upper()), str(it.get("summary") or "")))
+            elif isinstance(it, str):  # an older engine lists bare names
+                out.append((it, it.upper(), ""))
+        return tuple(out) or old
+
+    sizes = (health.get("limits") or {}).get("texture_sizes")
+    texture_sizes = (
+        tuple(int(x) for x in sizes if isinstance(x, int)) if isinstance(sizes, list) and sizes else ()
+    )
+    return Catalog(
+        methods=entries("methods", previous.methods),
+        presets=entries("presets", previous.presets),
+        texture_sizes=texture_sizes or previous.texture_sizes,
+    )
 
 
 @dataclass
@@ -66,6 +99,8 @@ class EngineState:
     log_path: str = ""
     since: float = field(default_factory=time.monotonic)
     """When the status last changed (monotonic seconds)."""
+    catalog: Catalog = OFFLINE_CATALOG
+    """Methods, presets and texture sizes of the engine (from its last /v1/health answer)."""
 
     def set(self, status: str, message: str = "") -> bool:
         """Change status and message; True if anything changed."""
@@ -119,6 +154,8 @@ class JobView:
     """Variant index → the engine's result (seed, glb URL path, faces, seconds…)."""
     files: dict[int, Path] = field(default_factory=dict)
     """Variant index → the downloaded .glb."""
+    ended: bool = False
+    """The engine said nothing more will happen to the job (its state is final: done, failed, cancelled)."""
     cancel_requested: bool = False
     import_requested: bool = False
     imported: int = 0
@@ -127,7 +164,7 @@ class JobView:
 
     @property
     def final(self) -> bool:
-        return self.state in FINAL_STATES or self.state == REFUSED
+        return self.ended or self.state == REFUSED
 
     @property
     def active(self) -> bool:
@@ -213,6 +250,7 @@ def apply_event(job: JobView, ev: SSEEvent) -> None:
         job.preview_variant = int(d.get("variant", 0))
     elif ev.type == "status":
         job.state = str(d.get("state", job.state))
+        job.ended = bool(d.get("final", job.ended))  # the engine says when a state is its last
         job.message = str(d.get("message", ""))
         job.queue_position = d.get("queue_position")
         if d.get("variant") is not None:
@@ -248,6 +286,7 @@ def job_from_info(info: dict[str, Any], local: bool = False) -> JobView:
 def update_from_info(job: JobView, info: dict[str, Any]) -> None:
     """Refresh state, seeds, progress, results and error from a ``GET /v1/jobs/{id}`` answer."""
     job.state = str(info.get("state", job.state))
+    job.ended = bool(info.get("final", job.ended))
     job.message = str(info.get("message", job.message))
     job.queue_position = info.get("queue_position")
     job.seeds = [int(s) for s in info.get("seeds") or job.seeds]
@@ -277,7 +316,6 @@ class PumpResult:
 
 
 # ---------------------------------------------------------------------------------------------- requests
-TEXTURE_SIZES = (256, 512, 1024, 2048)
 
 
 def build_request(values: dict[str, Any]) -> dict[str, Any]:
@@ -290,9 +328,7 @@ def build_request(values: dict[str, Any]) -> dict[str, Any]:
     prompt = " ".join(str(values.get("prompt", "")).split())
     if not prompt:
         raise ValueError("type a prompt first, e.g. 'a red cube'")
-    method = str(values.get("method", "sds")).lower()
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    method = str(values.get("method", "sds")).lower()  # the engine refuses one it does not offer (422)
     request: dict[str, Any] = {
         "prompt": prompt,
         "method": method,

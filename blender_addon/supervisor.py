@@ -17,7 +17,7 @@ from typing import Any
 
 from .client import EngineClient, EngineError
 from .engine_process import DEFAULT_URL, EngineProcess, default_data_dir, describe_exit, is_loopback_url
-from .state import CONNECTED, CRASHED, NOT_RUNNING, STARTING, EngineState, PumpResult
+from .state import CONNECTED, CRASHED, NOT_RUNNING, STARTING, EngineState, PumpResult, catalog_from_health
 
 
 @dataclass(frozen=True)
@@ -271,8 +271,10 @@ class EngineSupervisor:
         s = self.state
         s.device, s.version = str(health.get("device", "")), str(health.get("version", ""))
         s.queue_length, s.running = int(health.get("queue_length", 0)), int(health.get("running", 0))
+        catalog = catalog_from_health(health, s.catalog)
+        menus_changed, s.catalog = catalog != s.catalog, catalog
         was = s.status
-        changed = s.set(CONNECTED, "")
+        changed = s.set(CONNECTED, "") or menus_changed
         if was != CONNECTED:
             self._on_connected()
         return changed

@@ -21,6 +21,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from engine.configbase import Config, setting
+
 
 class View(str, Enum):
     """Coarse view classes used for prompt suffixes."""
@@ -37,25 +39,31 @@ class View(str, Enum):
 
 
 @dataclass
-class CameraConfig:
+class CameraConfig(Config):
     """Random orbit cameras around the origin (DreamFusion-style), and view-prompt thresholds."""
 
-    elevation_range: tuple[float, float] = (-10.0, 60.0)
+    elevation_range: tuple[float, float] = setting((-10.0, 60.0), ge=-90.0, le=90.0)
     """Elevation in degrees above the ground plane, sampled uniformly."""
     azimuth_range: tuple[float, float] = (-180.0, 180.0)
     """Azimuth in degrees (0 = front), sampled uniformly."""
-    radius_range: tuple[float, float] = (2.2, 2.8)
+    radius_range: tuple[float, float] = setting((2.2, 2.8), gt=math.sqrt(3.0))
     """Camera distance to the origin (scene units; the scene box is [-1, 1]^3)."""
-    fov_range: tuple[float, float] = (40.0, 55.0)
+    fov_range: tuple[float, float] = setting((40.0, 55.0), gt=0.0, lt=180.0)
     """Vertical field of view in degrees."""
-    front_half_angle: float = 45.0
+    front_half_angle: float = setting(45.0, ge=0.0, le=180.0)
     """|azimuth| at or below this is a front view (degrees)."""
-    back_half_angle: float = 45.0
+    back_half_angle: float = setting(45.0, ge=0.0, le=180.0)
     """|azimuth| at or above 180 minus this is a back view (degrees)."""
     overhead_elevation: float = 60.0
     """Elevation above this is an overhead view, whatever the azimuth (degrees)."""
     view_dependent_prompt: bool = True
     """Append the view suffix (", front view", …) to the prompt for each sampled camera."""
+
+    def check(self) -> None:
+        for name in ("elevation_range", "azimuth_range", "radius_range", "fov_range"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name} is ({lo}, {hi}): the first value must not exceed the second")
 
     def setup(self) -> CameraSampler:
         return CameraSampler(self)
@@ -146,12 +154,7 @@ class CameraSampler:
     """Draws random orbit cameras from :class:`CameraConfig` with an explicit generator (reproducible)."""
 
     def __init__(self, cfg: CameraConfig):
-        for name in ("elevation_range", "azimuth_range", "radius_range", "fov_range"):
-            lo, hi = getattr(cfg, name)
-            if lo > hi:
-                raise ValueError(f"camera {name} is ({lo}, {hi}): the first value must not exceed the second")
-        if cfg.radius_range[0] <= math.sqrt(3.0):
-            raise ValueError("camera radius_range must stay outside the scene box (> 1.74)")
+        cfg.validate()
         self.cfg = cfg
 
     def sample(self, batch_size: int, generator: torch.Generator) -> CameraBatch:

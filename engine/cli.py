@@ -8,13 +8,12 @@ not override presets. Argument errors print one line, not a usage dump.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import types
 import typing
 from typing import Any, Literal, NoReturn
 
-from engine.configbase import field_docs
+from engine.configbase import get_path, leaves
 
 # Short aliases for the settings people change most.
 ALIASES = {
@@ -87,30 +86,19 @@ def _converter(tp: Any) -> tuple[Any, list[str] | None, str]:
     raise TypeError(f"no CLI conversion for {tp!r}")
 
 
-def _leaf_defaults(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted path → default value of every leaf field of a dataclass instance."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(obj):
-        v = getattr(obj, f.name)
-        if dataclasses.is_dataclass(v):
-            out.update(_leaf_defaults(v, f"{prefix}{f.name}."))
-        else:
-            out[prefix + f.name] = v
-    return out
-
-
 def method_default_notes(prefix: str) -> dict[str, str]:
     """For guidance fields whose default depends on the method: ``path → "sds: 100, lmc-sds: 10 …"``."""
     from engine.guidance import METHODS
 
     per: dict[str, dict[str, Any]] = {}
     for name, cls in METHODS.items():
-        for path, v in _leaf_defaults(cls()).items():
-            per.setdefault(prefix + path, {})[name] = v
+        instance = cls()
+        for leaf in leaves(instance):
+            per.setdefault(prefix + leaf.path, {})[name] = get_path(instance, leaf.path)
     notes = {}
     for path, by in per.items():
         if len(by) > 1 and len({repr(v) for v in by.values()}) > 1:
-            shown = ", ".join(f"{m}: {str(v).lower() if isinstance(v, bool) else v}" for m, v in by.items())
+            shown = ", ".join(f"{m}: {_shown(v)}" for m, v in by.items())
             notes[path] = f"Default by method: {shown}."
     return notes
 
@@ -128,40 +116,32 @@ def add_config_flags(
     parser: argparse.ArgumentParser,
     cls: type,
     skip: set[str] = frozenset(),
-    prefix: str = "",
     notes: dict[str, str] | None = None,
     defaults: Any = None,
 ) -> list[str]:
-    """Add one flag per leaf field of dataclass ``cls``; returns the dotted paths added. ``notes`` are
-    appended to the help of the paths they name; with ``defaults`` (an instance of ``cls``) the help
-    shows each field's default too (not for run configs, whose defaults come from presets)."""
-    notes = notes or {}
-    hints = typing.get_type_hints(cls)
-    docs = field_docs(cls)
+    """Add one flag per leaf setting of dataclass ``cls`` (:func:`engine.configbase.leaves`: the guidance
+    group lists every method's settings, with each method's default where they differ); returns the
+    dotted paths added. ``notes`` are appended to the help of the paths they name; with ``defaults`` (an
+    instance of ``cls``) the help shows each field's default too (not for run configs, whose defaults
+    come from presets). A setting the chosen method lacks is refused when it is set."""
+    notes = dict(notes or {})
+    groups: dict[str, argparse._ArgumentGroup] = {}
     paths: list[str] = []
-    group = parser.add_argument_group(prefix.rstrip(".") or "run") if prefix else parser
-    for f in dataclasses.fields(cls):
-        path = prefix + f.name
-        if path in skip:
+    for leaf in leaves(cls):
+        path = leaf.path
+        if path in skip or any(path.startswith(s + ".") for s in skip):
             continue
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            sub = None if defaults is None else getattr(defaults, f.name)
-            paths += add_config_flags(parser, tp, skip, path + ".", notes, sub)
-            continue
-        members = typing.get_args(tp)
-        if members and all(dataclasses.is_dataclass(m) for m in members):
-            # A union of configs (the guidance methods): one flag per field of any member, help from the
-            # first member that has it plus each method's default where they differ; a field the chosen
-            # method lacks is refused when it is set.
-            union_notes = {**notes, **method_default_notes(path + ".")}
-            for member in members:
-                paths += add_config_flags(parser, member, skip | set(paths), path + ".", union_notes)
-            continue
-        conv, choices, metavar = _converter(tp)
+        top = path.split(".")[0] if "." in path else None
+        if top is not None and top not in groups:
+            groups[top] = parser.add_argument_group(top)
+            if issubclass_variants(cls, top):
+                notes.update({k: v for k, v in method_default_notes(top + ".").items() if k not in notes})
+        group = groups[top] if top is not None else parser
+        conv, choices, metavar = _converter(leaf.type)
         names = [f"--{path.replace('_', '-')}"]
         if path in ALIASES:
             names.insert(0, ALIASES[path])
+        bounds = leaf.bounds
         group.add_argument(
             *names,
             dest=path,
@@ -174,15 +154,22 @@ def add_config_flags(
                 filter(
                     None,
                     [
-                        docs.get(f.name, ""),
+                        leaf.doc,
+                        None if bounds is None else f"Must be {bounds.rule()}.",
                         notes.get(path, ""),
-                        None if defaults is None else f"(default: {_shown(getattr(defaults, f.name))})",
+                        None if defaults is None else f"(default: {_shown(get_path(defaults, path))})",
                     ],
                 )
             ).replace("%", "%%"),
         )
         paths.append(path)
     return paths
+
+
+def issubclass_variants(cls: type, name: str) -> bool:
+    """Whether field ``name`` of ``cls`` holds one of several config classes (the guidance methods)."""
+    tp = typing.get_type_hints(cls).get(name)
+    return isinstance(tp, type) and hasattr(tp, "variants")
 
 
 def overrides_from(ns: argparse.Namespace, paths: list[str]) -> dict[str, Any]:

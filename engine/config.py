@@ -13,71 +13,61 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.cameras import CameraConfig
-from engine.configbase import from_dict, to_dict
+from engine.configbase import Config, from_dict, setting, to_dict
 from engine.export import MeshExportConfig
 from engine.fields.nerf import FieldConfig
 from engine.guidance import METHODS, GuidanceConfig, method_config
+from engine.priors import BUILTIN_PRIOR_DIR, resolve_prior_spec
+from engine.priors.identity import PriorIdentity, weights_fingerprint
 from engine.regularizers import RegularizerConfig
 from engine.render.renderer import RendererConfig
 
 MAX_PROMPT_CHARS = 500
+MAX_SERVED_STEPS = 20000
+"""Most optimisation steps (and step counts such as checkpoint intervals) a server accepts per variant."""
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """The optimisation loop."""
 
-    steps: int = 600
+    steps: int = setting(600, ge=1, serve=(1, MAX_SERVED_STEPS))
     """Optimisation steps."""
-    batch_size: int = 1
+    batch_size: int = setting(1, ge=1, serve=(1, 8))
     """Camera views rendered per step."""
-    render_size: int = 64
+    render_size: int = setting(64, ge=1, serve=(8, 512))
     """Side of the rendered training images in pixels (the prior resizes to its native size)."""
-    seed: int = 0
+    seed: int = setting(0, serve=(0, 2**31 - 1))
     """Seeds every random draw (cameras, noise, timesteps, init): same seed + config → same asset on CPU."""
-    lr_grid: float = 1e-2
+    lr_grid: float = setting(1e-2, gt=0.0)
     """Adam learning rate of the hash-grid tables."""
-    lr_mlp: float = 1e-3
+    lr_mlp: float = setting(1e-3, gt=0.0)
     """Adam learning rate of the MLP heads."""
-    lr_background: float = 1e-2
+    lr_background: float = setting(1e-2, gt=0.0)
     """Adam learning rate of a learned background colour."""
-    checkpoint_every: int = 100
+    checkpoint_every: int = setting(100, ge=0, serve=(0, MAX_SERVED_STEPS))
     """Save a resumable checkpoint every N steps (0: only at the end and on cancel)."""
-    preview_every: int = 50
+    preview_every: int = setting(50, ge=0, serve=(0, MAX_SERVED_STEPS))
     """Emit a preview image every N steps (0: never)."""
-    preview_size: int = 64
+    preview_size: int = setting(64, ge=1, serve=(8, 256))
     """Side of preview images in pixels."""
     device: str = "auto"
     """auto (CUDA if available, else CPU), cpu, cuda, cuda:N."""
 
-    def validate(self) -> None:
-        for name in ("steps", "batch_size", "render_size", "preview_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(
-                    f"{name.replace('_', '-')} must be a positive integer (got {getattr(self, name)})"
-                )
-        for name in ("checkpoint_every", "preview_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name.replace('_', '-')} must be >= 0 (got {getattr(self, name)})")
-        for name in ("lr_grid", "lr_mlp", "lr_background"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
-
 
 @dataclass
-class RunConfig:
-    """Everything that determines one generated asset."""
+class RunConfig(Config):
+    """Everything that determines one generated asset. The guidance method is the type of ``guidance``
+    (:attr:`method` is its name); serialised, the name travels as ``"method"``."""
 
     prompt: str = ""
     """What to generate, e.g. "a red cube"."""
-    method: str = "sds"
-    """Guidance method (see engine.guidance.METHODS)."""
     prior: str = "builtin"
     """builtin, a local diffusers folder (pixel or Stable Diffusion), sd, sd:<hub id or folder>, or a hub id."""
     preset: str = "fast"
     """Named preset applied over the method defaults (see PRESETS)."""
     guidance: GuidanceConfig = dataclasses.field(default_factory=lambda: method_config("sds"))
-    """Settings of the chosen guidance method."""
+    """The guidance method and its settings (its class is the method)."""
     field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
     """Neural field."""
     renderer: RendererConfig = dataclasses.field(default_factory=RendererConfig)
@@ -91,48 +81,51 @@ class RunConfig:
     export: MeshExportConfig = dataclasses.field(default_factory=MeshExportConfig)
     """Mesh export."""
 
-    def validate(self) -> None:
-        """Raise ValueError with a one-line message for anything a run cannot start with."""
+    @property
+    def method(self) -> str:
+        """Name of the guidance method (the registered name of ``guidance``'s class)."""
+        return self.guidance.name
+
+    def check(self) -> None:
+        """What a run cannot start with beyond each setting's bounds (those :meth:`validate` checks too)."""
         if not self.prompt or not self.prompt.strip():
             raise ValueError('the prompt is empty: say what to generate, e.g. "a red cube"')
         if len(self.prompt) > MAX_PROMPT_CHARS:
             raise ValueError(f"the prompt has {len(self.prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if type(self.guidance) is not METHODS.get(self.guidance.name):
+            raise ValueError(f"guidance: {type(self.guidance).__name__} is not a registered guidance method")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
-        self.train.validate()
-        self.field.validate()
-        self.regularizers.validate()
         if self.regularizers.eikonal > 0 and self.field.density != "sdf":
             raise ValueError(
                 "regularizers.eikonal needs a signed-distance field: add --field.density sdf, "
                 "or set --regularizers.eikonal 0"
             )
-        self.guidance.timesteps.validate()
-        self.export.validate()
 
     def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
+        """JSON-ready dict; the method's name comes right after the prompt, as ``"method"``."""
+        data = to_dict(self)
+        return {"prompt": data.pop("prompt"), "method": self.method, **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict`: ``"method"`` picks the class its ``"guidance"`` settings fill."""
         data = dict(data)
-        guidance = data.pop("guidance", None)
+        guidance = method_config(data.pop("method", "sds"))
+        settings = data.pop("guidance", None)
         cfg = from_dict(cls, data)
-        if guidance is not None:
-            cfg.guidance = from_dict(type(method_config(cfg.method)), guidance)
+        cfg.guidance = guidance if settings is None else from_dict(type(guidance), settings)
         return cfg
 
 
 def _fast(cfg: RunConfig) -> None:
-    """CPU-friendly: a few hundred steps at 64² renders."""
+    """Fewer steps at low resolution: minutes per asset on a CPU."""
     cfg.train.steps = 600
     cfg.train.render_size = 64
 
 
 def _quality(cfg: RunConfig) -> None:
-    """More steps, larger renders and a finer export grid."""
+    """More steps, larger renders and a finer mesh: best on a GPU."""
     cfg.train.steps = 2500
     cfg.train.render_size = 96
     cfg.renderer.n_samples = 96
@@ -140,7 +133,15 @@ def _quality(cfg: RunConfig) -> None:
 
 
 PRESETS: dict[str, Callable[[RunConfig], None]] = {"fast": _fast, "quality": _quality}
-"""Named presets; each edits a config in place."""
+"""Named presets; each edits a config in place (its docstring is the summary menus show)."""
+
+
+def preset_catalog() -> list[dict[str, str]]:
+    """Each preset's name, label and one-line summary (``/v1/health``, menus)."""
+    return [
+        {"name": name, "label": name.capitalize(), "summary": " ".join((fn.__doc__ or "").split())}
+        for name, fn in PRESETS.items()
+    ]
 
 
 def _builtin_prior(cfg: RunConfig) -> None:
@@ -161,14 +162,19 @@ def _builtin_prior(cfg: RunConfig) -> None:
     cfg.renderer.normal_eps = 0.04
     cfg.field.grid.max_resolution = 256
     cfg.field.grid.n_levels = 12
-    if cfg.method == "sds":
+    if cfg.method == "sds":  # a setting of one method: keyed on its registered name
         # DreamFusion's ω=100 is meant for Stable Diffusion; on this small prior ω=10 gave the cleaner
         # asset (red cube judged right in 8/8 views vs 7/8 at ω=100, fewer floaters; its model card).
         cfg.guidance.guidance_scale = 10.0
 
 
-PRIOR_TUNING: dict[str, Callable[[RunConfig], None]] = {"builtin": _builtin_prior}
-"""Per-prior adjustments applied after the method defaults and before the preset."""
+def prior_tuning(identity: PriorIdentity) -> Callable[[RunConfig], None] | None:
+    """The adjustments measured for a prior, chosen by which weights it is (not by how it was named):
+    the built-in prior's weights get :func:`_builtin_prior` wherever they live."""
+    builtin = weights_fingerprint(BUILTIN_PRIOR_DIR)
+    if identity.fingerprint is not None and identity.fingerprint == builtin:
+        return _builtin_prior
+    return None
 
 
 def build_config(
@@ -178,18 +184,22 @@ def build_config(
     preset: str = "fast",
     overrides: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Defaults → method defaults → prior tuning → preset → ``overrides`` (dotted paths, e.g. ``{"train.steps": 100}``)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    """Defaults → method defaults → prior tuning → preset → ``overrides`` (dotted paths, e.g.
+    ``{"train.steps": 100}``), then :meth:`RunConfig.validate`. ``prior`` is resolved here (folders are
+    looked at, nothing is loaded), so a prior that does not exist is refused before any work."""
+    guidance = method_config(method)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    cfg = RunConfig(prompt=prompt, method=method, prior=prior, preset=preset, guidance=method_config(method))
-    if prior in PRIOR_TUNING:
-        PRIOR_TUNING[prior](cfg)
+    identity = resolve_prior_spec(prior).identity()
+    cfg = RunConfig(prompt=prompt, prior=prior, preset=preset, guidance=guidance)
+    tuning = prior_tuning(identity)
+    if tuning is not None:
+        tuning(cfg)
     PRESETS[preset](cfg)
     for path, value in (overrides or {}).items():
         set_path(cfg, path, value)
     cfg.validate()
+    cfg.guidance.check_prior(identity)  # e.g. LMC-SDS needs a corrective for these weights
     return cfg
 
 
@@ -202,5 +212,6 @@ def set_path(cfg: Any, path: str, value: Any) -> None:
             raise ValueError(f"unknown setting {path!r}")
         obj = getattr(obj, name)
     if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
-        raise ValueError(f"unknown setting {path!r}")
+        method = getattr(cfg, "method", None) if path.startswith("guidance.") else None
+        raise ValueError(f"unknown setting {path!r}" + (f" for method {method}" if method else ""))
     setattr(obj, leaf, value)

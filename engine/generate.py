@@ -57,7 +57,9 @@ def build_parser() -> tuple[OneLineParser, list[str]]:
     parser.add_argument("prompt", help='what to generate, e.g. "a red cube"')
     parser.add_argument("--out", required=True, help="output .glb file, or a folder (writes asset.glb there)")
     parser.add_argument(
-        "--method", default="sds", help=f"guidance method: {', '.join(METHODS)} (default sds)"
+        "--method",
+        default="sds",
+        help="guidance method (default sds): " + "; ".join(f"{n}: {c.summary}" for n, c in METHODS.items()),
     )
     parser.add_argument(
         "--prior",
@@ -77,7 +79,7 @@ def build_parser() -> tuple[OneLineParser, list[str]]:
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    paths = add_config_flags(parser, RunConfig, skip={"prompt", "method", "prior", "preset"})
+    paths = add_config_flags(parser, RunConfig, skip={"prompt", "prior", "preset"})
     return parser, paths
 
 
@@ -110,9 +112,9 @@ def _run(args, paths: list[str]) -> int:
     cfg = build_config(args.prompt, args.method, args.prior, args.preset, overrides_from(args, paths))
     out = OutputPaths.from_arg(args.out)
     out.check_writable()
-    from engine.job import Job, run_variant, variant_seeds
+    from engine.variants import JobPlan, run_variant, variant_seeds
 
-    job = Job(cfg, variant_seeds(cfg.train.seed, _parse_seeds(args.seeds), args.variants))
+    job = JobPlan(cfg, variant_seeds(cfg.train.seed, _parse_seeds(args.seeds), args.variants))
     variants = job.variants(out.asset, out.run_dir)
     if args.resume and not any((v.run_dir / "checkpoint.pt").exists() for v in variants):
         raise ValueError(f"--resume: no checkpoint in {out.run_dir}")

@@ -32,17 +32,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from engine.configbase import Config, setting
 from engine.render.renderer import RenderOutput, density_normals, fd_gradient
 
 
 @dataclass
-class Ramp:
+class Ramp(Config):
     """A term's weight over the run: 0 before ``start``, then linear up to full at ``start + ramp``
     (fractions of the run's steps)."""
 
-    start: float = 0.0
+    start: float = setting(0.0, ge=0.0, le=1.0)
     """Fraction of the run before the term switches on."""
-    ramp: float = 0.3
+    ramp: float = setting(0.3, ge=0.0, le=1.0)
     """Fraction of the run over which the weight grows linearly to its full value (0: at once)."""
 
     def factor(self, step: int, total: int) -> float:
@@ -51,66 +52,36 @@ class Ramp:
             return 0.0
         return 1.0 if self.ramp <= 0 else min(1.0, (frac - self.start) / self.ramp)
 
-    def validate(self, name: str) -> None:
-        if not (0.0 <= self.start <= 1.0 and 0.0 <= self.ramp <= 1.0):
-            raise ValueError(
-                f"regularizers.{name} start and ramp must lie in [0, 1] (got {self.start}, {self.ramp})"
-            )
-
 
 @dataclass
-class RegularizerConfig:
+class RegularizerConfig(Config):
     """Geometry regularisers added to the guidance loss (each weight 0 turns its term off)."""
 
-    normal_smooth: float = 100.0
+    normal_smooth: float = setting(100.0, ge=0.0)
     """λ_ns of the 3-D normal smoothness term."""
     normal_smooth_ramp: Ramp = field(default_factory=lambda: Ramp(0.0, 0.3))
     """Schedule of λ_ns."""
-    normal_smooth_power: float = 2.0
+    normal_smooth_power: float = setting(2.0, ge=0.5, le=2.0)
     """p of the penalty ‖n(p) − n(p + ξ)‖^p: 2 smooths everything (corners round off too); 1 is a total
     variation of the normals, which favours flat faces meeting at sharp edges."""
-    normal_smooth_std: float = 0.02
+    normal_smooth_std: float = setting(0.02, gt=0.0, le=0.5)
     """s: standard deviation (scene units) of the jitter ξ to the neighbouring point."""
-    normal_smooth_points: int = 1024
+    normal_smooth_points: int = setting(1024, ge=1, serve=(1, 1 << 16))
     """Surface points per step for the normal terms (random subset of the rays that see the object)."""
-    normal_eps: float = 0.02
+    normal_eps: float = setting(0.02, gt=0.0, le=0.2)
     """Finite-difference step of the regularisers' density normals (scene units)."""
-    orientation: float = 0.0
+    orientation: float = setting(0.0, ge=0.0)
     """λ_o of the orientation term."""
     orientation_ramp: Ramp = field(default_factory=lambda: Ramp(0.0, 0.3))
     """Schedule of λ_o."""
-    opacity_entropy: float = 10.0
+    opacity_entropy: float = setting(10.0, ge=0.0)
     """λ_e of the opacity binary-entropy term."""
     opacity_entropy_ramp: Ramp = field(default_factory=lambda: Ramp(0.2, 0.3))
     """Schedule of λ_e (late: the silhouette must form before it is made crisp)."""
-    eikonal: float = 0.0
+    eikonal: float = setting(0.0, ge=0.0)
     """λ_eik of the eikonal term mean (‖∇d‖ − 1)² (field.density = sdf only; IGR, Gropp et al. 2020)."""
-    eikonal_points: int = 2048
+    eikonal_points: int = setting(2048, ge=1, serve=(1, 1 << 16))
     """Points per step for the eikonal term: half uniform in the box, half near the step's surface points."""
-
-    def validate(self) -> None:
-        if not self.eikonal >= 0 or self.eikonal_points < 1:
-            raise ValueError(
-                f"regularizers.eikonal must be >= 0 and eikonal-points >= 1 (got {self.eikonal})"
-            )
-        for name in ("normal_smooth", "orientation", "opacity_entropy"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"regularizers.{name} must be >= 0 (got {getattr(self, name)})")
-            getattr(self, f"{name}_ramp").validate(name)
-        if not 0.5 <= self.normal_smooth_power <= 2.0:
-            raise ValueError(
-                f"regularizers.normal-smooth-power must be in [0.5, 2] (got {self.normal_smooth_power})"
-            )
-        if not 0 < self.normal_smooth_std <= 0.5:
-            raise ValueError(
-                f"regularizers.normal-smooth-std must be in (0, 0.5] (got {self.normal_smooth_std})"
-            )
-        if not 0 < self.normal_eps <= 0.2:
-            raise ValueError(f"regularizers.normal-eps must be in (0, 0.2] (got {self.normal_eps})")
-        if self.normal_smooth_points < 1:
-            raise ValueError(
-                f"regularizers.normal-smooth-points must be >= 1 (got {self.normal_smooth_points})"
-            )
 
     @property
     def enabled(self) -> bool:

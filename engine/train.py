@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine import atomic
 from engine.cameras import View, orbit_cameras
 from engine.config import RunConfig
 from engine.guidance import PromptEmbeddings
@@ -233,15 +232,7 @@ class Trainer:
             "generators": {k: g.get_state() for k, g in self.gens.items()},
             "last_loss": self.last_loss,
         }
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=".checkpoint.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, self.checkpoint_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic.write_with(self.checkpoint_path, lambda f: torch.save(state, f))
         if self.callbacks.on_checkpoint:
             self.callbacks.on_checkpoint(self.step, self.checkpoint_path)
         return self.checkpoint_path

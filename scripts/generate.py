@@ -30,7 +30,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from blender_addon.client import (  # noqa: E402
-    FINAL_STATES,
     EngineClient,
     EngineError,
     EngineUnreachable,
@@ -44,7 +43,7 @@ from blender_addon.engine_process import (  # noqa: E402
     is_loopback_url,
     python_candidates,
 )
-from blender_addon.state import METHODS, PRESETS, TEXTURE_SIZES, format_eta, parse_options  # noqa: E402
+from blender_addon.state import format_eta, parse_options  # noqa: E402
 
 PRINT_EVERY_S = 5.0
 """Progress lines while training: one when something changes phase, else at most one per this many seconds."""
@@ -70,15 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--prompt", required=True, help='what to make, e.g. "a red cube"')
     p.add_argument("--out", required=True, type=Path, help="the .blend to write")
-    p.add_argument("--method", default="sds", choices=list(METHODS), help="guidance method (default sds)")
-    p.add_argument("--preset", default="fast", choices=list(PRESETS), help="settings preset (default fast)")
+    # Methods, presets and texture sizes are the engine's (its /v1/health lists them); it refuses others
+    # with a message naming the choices, so this script keeps no list of its own.
+    p.add_argument("--method", default="sds", help="guidance method, e.g. sds, esd, lmc-sds (default sds)")
+    p.add_argument("--preset", default="fast", help="settings preset, e.g. fast, quality (default fast)")
     p.add_argument("--prior", default=None, help="builtin (default), sd, sd:<hub id> or a diffusers folder")
     p.add_argument("--seeds", default=None, help="comma-separated seeds, one asset each (e.g. 0,1,2)")
     p.add_argument("--seed", type=int, default=None, help="seed of the first variant (default 0)")
     p.add_argument("--variants", type=int, default=1, help="assets from consecutive seeds (default 1)")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps per asset (default: preset's)")
     p.add_argument("--guidance-scale", type=float, default=None, help="guidance scale (default: method's)")
-    p.add_argument("--texture-size", type=int, default=None, choices=TEXTURE_SIZES, help="texture pixels")
+    p.add_argument(
+        "--texture-size", type=int, default=None, help="texture pixels, a power of two (e.g. 1024)"
+    )
     p.add_argument("--lam", type=float, default=None, help="ESD's λ (method esd only)")
     noise = p.add_mutually_exclusive_group()
     noise.add_argument("--fixed-noise", dest="fixed_noise", action="store_true", default=None)
@@ -193,7 +196,7 @@ def follow(client: EngineClient, job_id: str, proc: EngineProcess | None, timeou
         if line != last_line and (phase != last_phase or now - last_print >= PRINT_EVERY_S):
             print(line, flush=True)
             last_line, last_phase, last_print = line, phase, now
-        if info["state"] in FINAL_STATES:
+        if info.get("final"):  # the engine says when a state is its last
             return info
         if now > deadline:
             client.cancel(job_id)

@@ -51,5 +51,5 @@ def test_sampler_is_reproducible_and_in_range():
 def test_bad_ranges_are_rejected():
     with pytest.raises(ValueError, match="first value"):
         CameraConfig(fov_range=(60.0, 40.0)).setup()
-    with pytest.raises(ValueError, match="outside the scene box"):
+    with pytest.raises(ValueError, match="radius_range must be > 1.73"):  # outside the scene box
         CameraConfig(radius_range=(1.0, 2.0)).setup()

@@ -94,8 +94,8 @@ def test_several_seeds_give_one_asset_each(tiny_pixel_prior_dir, tmp_path):
     "args,needle",
     [
         (["", "--out", "x.glb"], "prompt is empty"),
-        (["a cube", "--out", "x.glb", "--steps", "0"], "steps must be a positive integer"),
-        (["a cube", "--out", "x.glb", "--steps", "-3"], "steps must be a positive integer"),
+        (["a cube", "--out", "x.glb", "--steps", "0"], "train.steps must be >= 1"),
+        (["a cube", "--out", "x.glb", "--steps", "-3"], "train.steps must be >= 1"),
         (["a cube", "--out", "x.glb", "--method", "magic"], "unknown method 'magic'"),
         (["a cube", "--out", "x.glb", "--prior", "nonsense"], "prior"),
         (["a cube", "--out", "x.glb", "--preset", "ultra"], "unknown preset 'ultra'"),
@@ -109,7 +109,7 @@ def test_several_seeds_give_one_asset_each(tiny_pixel_prior_dir, tmp_path):
         (["a cube", "--out", "x.glb", "--variants", "99"], "the limit is 16"),
         (
             ["a cube", "--out", "x.glb", "--export.texture-size", "1000"],
-            "texture-size must be a power of two",
+            "texture_size must be a power of two",
         ),
     ],
 )

@@ -83,7 +83,7 @@ def test_losses_reach_the_geometry_and_respect_weights_and_schedules():
     "bad", [{"normal_smooth": -1.0}, {"normal_smooth_std": 0.0}, {"opacity_entropy_ramp": Ramp(1.5, 0.1)}]
 )
 def test_bad_settings_are_refused_naming_the_setting(bad):
-    with pytest.raises(ValueError, match="regularizers"):
+    with pytest.raises(ValueError, match=next(iter(bad))):
         RegularizerConfig(**bad).validate()
 
 

@@ -26,6 +26,15 @@ def prior(tiny_pixel_prior_dir):
     return PixelPriorConfig(str(tiny_pixel_prior_dir)).setup("cpu")
 
 
+PRIOR_DIR: list[str] = []
+"""The tiny prior's folder, for :func:`small_config` (configs name their prior; it is resolved, not loaded)."""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tiny_prior_folder(tiny_pixel_prior_dir):
+    PRIOR_DIR[:] = [str(tiny_pixel_prior_dir)]
+
+
 def small_config(steps=12, method="sds", **extra):
     overrides = {
         **SMALL_GRID,
@@ -39,7 +48,7 @@ def small_config(steps=12, method="sds", **extra):
         "export.resolution": 32,
         **extra,
     }
-    return build_config("a red cube", method=method, prior="unused", overrides=overrides)
+    return build_config("a red cube", method=method, prior=PRIOR_DIR[0], overrides=overrides)
 
 
 def test_field_and_renderer_learn_a_fixed_target():

@@ -21,7 +21,6 @@ import gc
 import hashlib
 import json
 import math
-import os
 import platform
 import re
 import time
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 import engine
+from engine import atomic
 from engine.config import RunConfig, build_config
 from engine.evaluation import report
 from engine.evaluation.views import ViewConfig, Views, nerf_views, spec_for_prompt, true_radius
@@ -153,13 +153,14 @@ class RunStore:
         d.mkdir(parents=True, exist_ok=True)
         v = result.views
         if v is not None:
-            tmp = d / "views.tmp.npz"
-            np.savez_compressed(tmp, rgb=v.rgb.numpy(), mask=v.mask.numpy(), azimuth=v.azimuth.numpy())
-            os.replace(tmp, d / "views.npz")
+            atomic.write_with(
+                d / "views.npz",
+                lambda f: np.savez_compressed(
+                    f, rgb=v.rgb.numpy(), mask=v.mask.numpy(), azimuth=v.azimuth.numpy()
+                ),
+            )
             _save_strip(v.rgb, d / "views.png")
-        tmp_json = d / "run.json.tmp"
-        tmp_json.write_text(json.dumps(result.record, indent=1))
-        os.replace(tmp_json, d / "run.json")
+        atomic.write_json(d / "run.json", result.record)
 
 
 def _save_strip(rgb: torch.Tensor, path: Path) -> None:

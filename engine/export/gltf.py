@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import functools
 import io
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import trimesh
 from PIL import Image
+
+from engine.atomic import write_all
 
 # Engine (Z-up) → glTF (Y-up).
 Z_UP_TO_Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
@@ -75,24 +75,6 @@ def place(vertices: np.ndarray, placement: str, height: float | None) -> Placeme
 def atomic_write(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder, then rename: a crash never leaves half a file."""
     write_all({Path(path): data})
-
-
-def write_all(files: dict[Path, bytes]) -> None:
-    """Write every file to a temp name first, then rename them all; on any error none is left behind."""
-    temps: list[tuple[Path, Path]] = []
-    try:
-        for path, data in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-            temps.append((tmp, path))
-            with open(tmp, "xb") as f:  # "x": never clobber; permissions follow the umask like any new file
-                f.write(data)
-        for tmp, path in temps:
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
-        raise
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import write_all
 from engine.export.bake import bake_texture
 from engine.export.cleanup import CleanupStats, clean, decimate
 from engine.export.config import MeshExportConfig
@@ -29,7 +30,6 @@ from engine.export.gltf import (
     place,
     png_bytes,
     textured_mesh,
-    write_all,
 )
 from engine.export.mesh import auto_iso_level, check_grid_memory, density_grid, marching_cubes
 from engine.export.solid import SolidStats, solidify

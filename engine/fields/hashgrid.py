@@ -30,7 +30,8 @@ from typing import Literal
 
 import torch
 
-from engine.fields.hashgrid_base import HASH_PRIMES, HashGridEncoding, level_resolutions, validate_config
+from engine.configbase import Config, setting
+from engine.fields.hashgrid_base import HASH_PRIMES, HashGridEncoding, level_resolutions
 from engine.fields.hashgrid_tcnn import TcnnHashGrid, tcnn_unavailable
 from engine.fields.hashgrid_torch import TorchHashGrid
 
@@ -48,25 +49,31 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class HashGridConfig:
+class HashGridConfig(Config):
     """Multiresolution hash-grid encoding (instant-NGP)."""
 
-    n_levels: int = 16
+    n_levels: int = setting(16, ge=1, serve=(1, 32))
     """Number of resolution levels L."""
-    n_features_per_level: int = 2
+    n_features_per_level: int = setting(2, ge=1, serve=(1, 8))
     """Features per level F; the encoding outputs L*F values per point."""
-    log2_hashmap_size: int = 17
+    log2_hashmap_size: int = setting(17, ge=1, le=26, serve=(8, 24))
     """log2 of the hash table size T per level (instant-NGP uses 19; 17 keeps CPU memory/cache small)."""
-    base_resolution: int = 16
+    base_resolution: int = setting(16, ge=1, serve=(2, 4096))
     """Coarsest grid resolution N_min."""
-    max_resolution: int = 1024
+    max_resolution: int = setting(1024, ge=1, serve=(2, 32768))
     """Finest grid resolution N_max; per-level growth b = exp((ln N_max - ln N_min)/(L-1))."""
     implementation: Literal["auto", "torch", "tcnn"] = "auto"
     """auto: tiny-cuda-nn when importable and on CUDA, else the pure-torch grid."""
     compile: bool = True
     """torch.compile the torch path when available (falls back to eager with one log line if compile fails)."""
-    init_scale: float = 1e-4
+    init_scale: float = setting(1e-4, ge=0.0)
     """Table entries are initialised U(-init_scale, init_scale) (instant-NGP)."""
+
+    def check(self) -> None:
+        if not self.base_resolution <= self.max_resolution:
+            raise ValueError(
+                f"base_resolution must not exceed max_resolution (got {self.base_resolution} > {self.max_resolution})"
+            )
 
     def setup(self, device: torch.device | str = "cpu") -> HashGridEncoding:
         """Build the encoding on ``device`` with the implementation this config asks for."""
@@ -75,7 +82,7 @@ class HashGridConfig:
 
 def make_hash_grid(cfg: HashGridConfig, device: torch.device | str = "cpu") -> HashGridEncoding:
     """The implementation ``cfg.implementation`` asks for; ``auto`` prefers tiny-cuda-nn, else pure torch."""
-    validate_config(cfg)
+    cfg.validate()
     device = torch.device(device)
     if cfg.implementation == "torch":
         return TorchHashGrid(cfg, device)

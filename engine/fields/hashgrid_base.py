@@ -29,29 +29,12 @@ def level_resolutions(cfg: HashGridConfig) -> list[int]:
     return [math.floor(cfg.base_resolution * growth**level + 1e-6) for level in range(cfg.n_levels)]
 
 
-def validate_config(cfg: HashGridConfig) -> None:
-    """Raise ValueError naming the first setting out of range."""
-    if cfg.n_levels < 1 or cfg.n_features_per_level < 1:
-        raise ValueError(
-            f"n_levels and n_features_per_level must be >= 1, got {cfg.n_levels} and {cfg.n_features_per_level}"
-        )
-    if not 1 <= cfg.log2_hashmap_size <= 26:
-        raise ValueError(f"log2_hashmap_size must be in 1..26, got {cfg.log2_hashmap_size}")
-    if not 1 <= cfg.base_resolution <= cfg.max_resolution:
-        raise ValueError(
-            "need 1 <= base_resolution <= max_resolution, "
-            f"got base_resolution={cfg.base_resolution}, max_resolution={cfg.max_resolution}"
-        )
-    if cfg.implementation not in ("auto", "torch", "tcnn"):
-        raise ValueError(f"implementation must be auto, torch or tcnn, got {cfg.implementation!r}")
-
-
 class HashGridEncoding(nn.Module):
     """Interface shared by the implementations: ``forward`` maps [N, 3] points in [0, 1]^3 to [N, out_dim]."""
 
     def __init__(self, cfg: HashGridConfig):
         super().__init__()
-        validate_config(cfg)
+        cfg.validate()  # its bounds and rules (engine.configbase.Config)
         self.cfg = cfg
 
     @property

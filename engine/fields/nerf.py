@@ -17,6 +17,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from engine.configbase import Config, setting
 from engine.fields.hashgrid import HashGridConfig
 
 
@@ -49,14 +50,14 @@ def laplace_density(d: Tensor, beta: float) -> Tensor:
 
 
 @dataclass
-class CoarseToFine:
+class CoarseToFine(Config):
     """Hash-grid levels switched on progressively (threestudio's progressive-band grid, "to ensure smooth
     analytic normals"): the field starts with only the coarse levels, so the optimisation forms the shape
     before the fine levels can add surface detail."""
 
-    start_levels: int = 0
+    start_levels: int = setting(0, ge=0, serve=(0, 32))
     """Levels active at step 0 (0: every level from the start, i.e. off)."""
-    until: float = 0.5
+    until: float = setting(0.5, ge=0.0, le=1.0)
     """Fraction of the run at which every level is active; levels are added at even intervals until then."""
 
     def active_levels(self, n_levels: int, step: int, total: int) -> int:
@@ -66,42 +67,28 @@ class CoarseToFine:
         grown = (n_levels - self.start_levels) * (1.0 if self.until <= 0 else min(1.0, frac / self.until))
         return min(n_levels, self.start_levels + int(grown))
 
-    def validate(self) -> None:
-        if self.start_levels < 0 or not 0.0 <= self.until <= 1.0:
-            raise ValueError(
-                f"field.coarse-to-fine start-levels must be >= 0 and until in [0, 1] "
-                f"(got {self.start_levels}, {self.until})"
-            )
-
 
 @dataclass
-class FieldConfig:
+class FieldConfig(Config):
     """Neural field: encoding, heads, and the initial density blob."""
 
     grid: HashGridConfig = field(default_factory=HashGridConfig)
     """Multiresolution hash-grid encoding."""
-    hidden_dim: int = 32
+    hidden_dim: int = setting(32, ge=1, serve=(4, 256))
     """Width of the hidden layer in each MLP head."""
-    bound: float = 1.0
+    bound: float = setting(1.0, gt=0.0)
     """The scene is the box [-bound, bound]^3; density is zero outside it."""
     blob_density: float = 10.0
     """λ_blob: density bias at the centre (Magic3D uses 10)."""
-    blob_radius: float = 0.5
+    blob_radius: float = setting(0.5, gt=0.0)
     """r_blob: the bias crosses zero at this radius (scene units)."""
     coarse_to_fine: CoarseToFine = field(default_factory=CoarseToFine)
     """Progressive activation of the hash-grid levels during training."""
     density: Literal["exp", "sdf"] = "exp"
     """exp: σ = exp(MLP + blob bias); sdf: the MLP gives a signed distance d = ‖x‖ − r_blob + MLP and
     σ = Ψ_β(−d) / β (VolSDF), so the surface is the level set d = 0 (train with regularizers.eikonal)."""
-    sdf_beta: float = 0.02
+    sdf_beta: float = setting(0.02, gt=0.0, le=0.5)
     """β of the sdf density: the width (scene units) of the transition from empty to solid."""
-
-    def validate(self) -> None:
-        self.coarse_to_fine.validate()
-        if self.density not in ("exp", "sdf"):
-            raise ValueError(f"field.density must be exp or sdf (got {self.density!r})")
-        if not 0.0 < self.sdf_beta <= 0.5:
-            raise ValueError(f"field.sdf-beta must be in (0, 0.5] (got {self.sdf_beta})")
 
     def setup(self, device: torch.device | str = "cpu") -> NeRFField:
         return NeRFField(self, device).to(device)

@@ -1,21 +1,32 @@
-"""Guidance methods, one file each; ``METHODS`` maps the user-facing name to its config class."""
+"""Guidance methods, one file each, found by importing every module of this package.
+
+A module that defines a :class:`GuidanceConfig` subclass with a ``name`` registers that method
+(``engine.guidance.base.REGISTRY``); :data:`METHODS` is the registry in display order. Nothing else
+lists methods: the CLI, the server's schema, ``/v1/health``, the add-on's menu and the bench read it.
+"""
 
 from __future__ import annotations
 
-from engine.guidance.base import Guidance, GuidanceOutput, PromptEmbeddings, TimestepConfig
-from engine.guidance.esd import ESDConfig, ESDGuidance, VSDConfig
-from engine.guidance.lmc import LMCSDSConfig, LMCSDSGuidance
-from engine.guidance.sds import SDSConfig, SDSGuidance
+import importlib
+import pkgutil
 
-GuidanceConfig = SDSConfig | ESDConfig | LMCSDSConfig
-"""Union of every method's config (grows as methods are added)."""
+from engine.guidance.base import (
+    REGISTRY,
+    Guidance,
+    GuidanceConfig,
+    GuidanceOutput,
+    PromptEmbeddings,
+    TimestepConfig,
+)
 
-METHODS: dict[str, type[GuidanceConfig]] = {
-    "sds": SDSConfig,
-    "lmc-sds": LMCSDSConfig,
-    "esd": ESDConfig,
-    "vsd": VSDConfig,  # ESD with λ = 0: a preset, the same implementation
-}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+from engine.guidance.esd import ESDConfig, ESDGuidance, VSDConfig  # noqa: E402
+from engine.guidance.lmc import LMCSDSConfig, LMCSDSGuidance  # noqa: E402
+from engine.guidance.sds import SDSConfig, SDSGuidance  # noqa: E402
+
+METHODS: dict[str, type[GuidanceConfig]] = {cls.name: cls for cls in GuidanceConfig.variants()}
 """Method name (CLI ``--method``, server ``method``) → its config class with that method's defaults."""
 
 
@@ -27,8 +38,14 @@ def method_config(name: str) -> GuidanceConfig:
         raise ValueError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}") from None
 
 
+def method_catalog() -> list[dict[str, str]]:
+    """Each method's name, label and one-line summary, in display order (``/v1/health``, menus)."""
+    return [{"name": c.name, "label": c.label, "summary": c.summary} for c in METHODS.values()]
+
+
 __all__ = [
     "METHODS",
+    "REGISTRY",
     "ESDConfig",
     "ESDGuidance",
     "Guidance",
@@ -41,5 +58,6 @@ __all__ = [
     "SDSGuidance",
     "TimestepConfig",
     "VSDConfig",
+    "method_catalog",
     "method_config",
 ]

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from engine.configbase import Config, setting
 from engine.priors.base import DiffusionPrior
+from engine.priors.identity import PriorIdentity
 
 
 @dataclass
@@ -43,26 +45,26 @@ class PromptEmbeddings:
 
 
 @dataclass
-class TimestepConfig:
+class TimestepConfig(Config):
     """How diffusion timesteps are drawn: t/T ~ U(t_min, t_max(step))."""
 
-    t_min: float = 0.02
+    t_min: float = setting(0.02, ge=0.0, le=1.0)
     """Lower end of t/T (DreamFusion and LMC-SDS use 0.02)."""
-    t_max: float = 0.98
+    t_max: float = setting(0.98, ge=0.0, le=1.0)
     """Upper end of t/T at the start of the run."""
     anneal: Literal["none", "linear", "step"] = "none"
     """none: fixed range; linear: t_max falls linearly to ``t_max_end`` over the run; step: t_max drops to
     ``t_max_end`` at ``anneal_at`` of the run (ProlificDreamer's 0.98 → 0.50)."""
-    t_max_end: float = 0.5
+    t_max_end: float = setting(0.5, ge=0.0, le=1.0)
     """t_max at the end of annealing."""
-    anneal_at: float = 0.5
+    anneal_at: float = setting(0.5, ge=0.0, le=1.0)
     """Fraction of the run where the step schedule switches."""
 
-    def validate(self) -> None:
-        if not (0.0 <= self.t_min < self.t_max <= 1.0):
-            raise ValueError(f"timesteps need 0 <= t_min < t_max <= 1 (got {self.t_min}, {self.t_max})")
+    def check(self) -> None:
+        if not self.t_min < self.t_max:
+            raise ValueError(f"t_min must be below t_max (got {self.t_min}, {self.t_max})")
         if self.anneal != "none" and not (self.t_min < self.t_max_end <= self.t_max):
-            raise ValueError("t_max_end must lie in (t_min, t_max]")
+            raise ValueError("t_max_end must lie in (t_min, t_max] when annealing")
 
     def t_max_at(self, step: int, total: int) -> float:
         frac = step / max(total, 1)
@@ -106,12 +108,75 @@ def surrogate_loss(z: Float[Tensor, "B C h w"], grad: Float[Tensor, "B C h w"]) 
     return 0.5 * ((z - target) ** 2).sum() / z.shape[0]
 
 
+REGISTRY: dict[str, type[GuidanceConfig]] = {}
+"""Every guidance method by name, filled as method modules are imported (``engine.guidance`` imports all)."""
+
+
+@dataclass
+class GuidanceConfig(Config, ABC):
+    """What every guidance method's config has; a method is a subclass that describes itself.
+
+    A subclass that sets ``name`` is registered under it (the CLI's ``--method``, the server's
+    ``method``, ``/v1/health``'s list, the add-on's menu and the bench all come from the registry), so a
+    new method is one file: its config (defaults, bounds, ``check()``, ``setup()``) and its
+    :class:`Guidance`. Subclasses override defaults by redeclaring a field.
+    """
+
+    name: ClassVar[str]
+    """Method name, e.g. ``sds`` (CLI ``--method``, server ``method``)."""
+    label: ClassVar[str]
+    """Short display name, e.g. ``SDS``."""
+    summary: ClassVar[str]
+    """One line on what the method is for (menus, ``--help``, ``/v1/health``)."""
+    order: ClassVar[int] = 100
+    """Place in lists (lower first)."""
+
+    guidance_scale: float = setting(100.0, ge=0.0, serve=(0.0, 1000.0))
+    """Classifier-free guidance scale ω."""
+    timesteps: TimestepConfig = field(default_factory=TimestepConfig)
+    """Timestep range and annealing."""
+    weighting: Weighting = "sds"
+    """w(t): sds = 1 − ᾱ_t (DreamFusion), uniform = 1."""
+    grad_clip: float | None = setting(None, gt=0.0)
+    """Clamp each element of the gradient to ±grad_clip (None: off)."""
+    fixed_noise: bool = False
+    """Fixed-ε seeds: keep the prompt term's noise ε fixed for the whole run (seeded by ``train.seed``;
+    t stays random), so each seed gives its own asset (LMC-SDS paper §4)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is None:
+            return
+        if name in REGISTRY and REGISTRY[name].__qualname__ != cls.__qualname__:
+            raise TypeError(f"guidance method {name!r} is registered twice ({REGISTRY[name]} and {cls})")
+        for attr in ("label", "summary"):
+            if not isinstance(cls.__dict__.get(attr), str):
+                raise TypeError(f"guidance method {name!r} ({cls.__qualname__}) must set {attr}")
+        REGISTRY[name] = cls
+
+    @classmethod
+    def variants(cls) -> list[type[GuidanceConfig]]:
+        """Every registered method (the schema walker lists the union of their settings)."""
+        return sorted(REGISTRY.values(), key=lambda c: (c.order, c.name))
+
+    def check_prior(self, prior: PriorIdentity) -> None:  # noqa: B027 (a deliberate no-op default)
+        """Refuse a prior this method cannot work with, from its identity alone (nothing is loaded), so a
+        request fails at the door rather than as a job; e.g. LMC-SDS needs a corrective for the prior."""
+
+    @abstractmethod
+    def setup(self, prior: DiffusionPrior, seed: int = 0) -> Guidance:
+        """The method's :class:`Guidance` for ``prior``, after :meth:`validate`; ``seed`` (the run's seed)
+        seeds the fixed ε and any method state."""
+
+
 class Guidance(ABC):
     """Base class: one instance per run, holding the prior and any method state (e.g. ESD's LoRA)."""
 
-    def __init__(self, prior: DiffusionPrior, fixed_noise_seed: int | None = None):
+    def __init__(self, cfg: GuidanceConfig, prior: DiffusionPrior, seed: int = 0):
+        self.cfg = cfg
         self.prior = prior
-        self.fixed_noise_seed = fixed_noise_seed
+        self.fixed_noise_seed = seed if cfg.fixed_noise else None
         """When set, :meth:`prompt_noise` returns the same ε every step (fixed-ε seeds)."""
         self._fixed_noise: dict[tuple[int, ...], Tensor] = {}
 
@@ -131,6 +196,34 @@ class Guidance(ABC):
         ``cameras`` are the camera-to-world matrices the images were rendered from; methods that learn a
         camera-conditioned model of the renders (ESD, VSD) need them, the others ignore them.
         """
+
+    def sample_timesteps(
+        self, z: Float[Tensor, "B C h w"], step: int, total_steps: int, generator: torch.Generator
+    ) -> Int[Tensor, " B"]:
+        """One timestep per image of ``z`` from the config's schedule, on ``z``'s device."""
+        t = self.cfg.timesteps.sample(
+            z.shape[0], self.prior.num_train_timesteps, step, total_steps, generator
+        )
+        return t.to(z.device)
+
+    def output(
+        self,
+        z: Float[Tensor, "B C h w"],
+        g: Float[Tensor, "B C h w"],
+        t: Int[Tensor, " B"],
+        extras: dict[str, float] | None = None,
+    ) -> GuidanceOutput:
+        """The result for the method's direction ``g``: grad = w(t)·g, clamped to ±grad_clip when set,
+        delivered to ``z`` through :func:`surrogate_loss`."""
+        grad = weight(self.cfg.weighting, self.prior.alphas_cumprod, t) * g
+        if self.cfg.grad_clip is not None:
+            grad = grad.clamp(-self.cfg.grad_clip, self.cfg.grad_clip)
+        return GuidanceOutput(
+            loss=surrogate_loss(z, grad),
+            grad_norm=float(grad.flatten(1).norm(dim=1).mean()),
+            t=t,
+            extras=extras or {},
+        )
 
     def sample_noise(self, shape: torch.Size | tuple[int, ...], generator: torch.Generator) -> Tensor:
         """Fresh ε ~ N(0, I), drawn on the CPU generator so runs repeat across devices."""

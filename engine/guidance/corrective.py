@@ -31,7 +31,6 @@ weights); any other location is passed explicitly (``LMCSDSConfig.corrective``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -230,41 +229,15 @@ def load_corrective(folder: str | Path, device: torch.device | str = "cpu") -> M
     return model.requires_grad_(False).eval().to(device)
 
 
-def prior_folder(prior: DiffusionPrior) -> Path | None:
-    """The local folder a prior was loaded from, read from its ``name`` ("pixel:PATH" or "sd:PATH");
-    None for a prior loaded from the model hub."""
-    kind, _, where = prior.name.partition(":")
-    if kind in ("pixel", "sd") and where and Path(where).is_dir():
-        return Path(where)
-    return None
-
-
 def shipped_corrective_dir(prior: DiffusionPrior) -> Path | None:
     """``<prior folder>/corrective`` when the prior is a local folder (whether or not it exists)."""
-    folder = prior_folder(prior)
-    return folder / CORRECTIVE_SUBDIR if folder is not None else None
+    return prior.folder / CORRECTIVE_SUBDIR if prior.folder is not None else None
 
 
-def prior_fingerprint(prior: DiffusionPrior) -> str | None:
-    """sha256 (first 16 hex digits) of the prior's UNet weight files, when the prior is a local folder.
-
-    Stored with a corrective so that a corrective trained for other weights of the same prior (e.g. a
-    retrained built-in prior) is noticed.
-    """
-    folder = prior_folder(prior)
-    if folder is None:
-        return None
-    files = sorted((folder / "unet").glob("*.safetensors")) or sorted((folder / "unet").glob("*.bin"))
-    if not files:
-        return None
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def find_corrective(prior: DiffusionPrior, path: str | None = None) -> Path:
-    """The corrective folder to use for ``prior``: ``path`` if given, else the prior's shipped one.
+def find_corrective(prior_folder: Path | None, prior_name: str, path: str | None = None) -> Path:
+    """The corrective folder to use for the prior in ``prior_folder`` (None: a hub model) called
+    ``prior_name`` in messages: ``path`` if given, else the prior's shipped one. Looks only at files, so
+    a request is checked with it before any prior is loaded.
 
     Raises ``ValueError`` naming the prior, saying that it has no corrective and how to train one.
     """
@@ -276,12 +249,12 @@ def find_corrective(prior: DiffusionPrior, path: str | None = None) -> Path:
                 "train one with `python scripts/train_corrective.py --prior ... --out DIR`"
             )
         return folder
-    shipped = shipped_corrective_dir(prior)
+    shipped = prior_folder / CORRECTIVE_SUBDIR if prior_folder is not None else None
     if shipped is not None and (shipped / WEIGHTS_NAME).is_file():
         return shipped
     where = f" (looked in {shipped})" if shipped is not None else ""
     raise ValueError(
-        f"lmc-sds needs a learned manifold corrective for the prior {prior.name}, and none exists{where}: "
+        f"lmc-sds needs a learned manifold corrective for the prior {prior_name}, and none exists{where}: "
         f"train one with `python scripts/train_corrective.py --prior SPEC` (for Stable Diffusion add "
         "`--images DIR`), then pass its folder with --guidance.corrective DIR, or use another method"
     )
@@ -298,7 +271,7 @@ def check_compatible(model: ManifoldCorrective, prior: DiffusionPrior, folder: P
             "prior with scripts/train_corrective.py"
         )
     trained_for = read_corrective_info(folder).get("prior", {}).get("fingerprint")
-    current = prior_fingerprint(prior)
+    current = prior.fingerprint  # cheap: cached, and large weight files are sampled
     if trained_for and current and trained_for != current:
         log.warning(
             "the corrective in %s was trained for other weights of %s (fingerprint %s, now %s): retrain it "

@@ -28,92 +28,67 @@ dropped cameras, its timesteps and its ε'.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from engine.guidance.base import (
-    Guidance,
-    GuidanceOutput,
-    PromptEmbeddings,
-    TimestepConfig,
-    Weighting,
-    surrogate_loss,
-    weight,
-)
+from engine.configbase import setting
+from engine.guidance.base import Guidance, GuidanceConfig, GuidanceOutput, PromptEmbeddings, TimestepConfig
 from engine.guidance.sds import cfg_noise
 from engine.priors.base import DiffusionPrior
-
-if TYPE_CHECKING:
-    from engine.priors.lora import LoRADenoiser
+from engine.priors.lora import LoRADenoiser
 
 
 @dataclass
-class ESDConfig:
+class ESDConfig(GuidanceConfig):
     """Entropic Score Distillation (ESD): SDS's prompt score minus a learned, partly camera-free score of
     the renders (λ = 0 is VSD)."""
 
-    lam: float = 0.5
+    name = "esd"
+    label = "ESD"
+    summary = (
+        "Entropic Score Distillation: fewer Janus (multi-face) artefacts and more varied results; slower"
+    )
+    order = 20
+
+    lam: float = setting(0.5, ge=0.0, le=1.0)
     """λ, weight of the entropy of the renders over cameras (eq. 7): the field follows ε̂_φ − λ·ε_ψ(∅) −
     (1−λ)·ε_ψ(c). 0 = VSD; 1 = only the camera-free score; 0.5 is the paper's ablation choice."""
-    guidance_scale: float = 7.5
+    guidance_scale: float = setting(7.5, ge=0.0, serve=(0.0, 1000.0))
     """Classifier-free guidance scale ω of the prior's score ε̂_φ (ProlificDreamer uses 7.5)."""
     timesteps: TimestepConfig = field(
         default_factory=lambda: TimestepConfig(anneal="step", t_max_end=0.5, anneal_at=0.5)
     )
     """Timesteps of the distillation term (ProlificDreamer: t/T ~ U(0.02, 0.98), then U(0.02, 0.50) after half
     the run)."""
-    weighting: Weighting = "sds"
-    """w(t): sds = 1 − ᾱ_t (ProlificDreamer), uniform = 1."""
-    grad_clip: float | None = None
-    """Clamp each element of the gradient to ±grad_clip (None: off)."""
     fixed_noise: bool = False
     """Fixed-ε seeds: keep ε of the distillation term fixed for the whole run (seeded by ``train.seed``; t
     stays random). ε_ψ's own training noise stays fresh."""
-    lora_rank: int = 4
+    lora_rank: int = setting(4, ge=1, serve=(1, 64))
     """Rank of ε_ψ's LoRA adapters on the UNet's attention projections (to_q, to_k, to_v, to_out.0)."""
-    camera_hidden: int = 64
+    camera_hidden: int = setting(64, ge=1, serve=(1, 1024))
     """Hidden width of ε_ψ's camera MLP (flattened c2w → time-embedding offset)."""
-    lora_lr: float = 1e-4
+    lora_lr: float = setting(1e-4, gt=0.0)
     """AdamW learning rate of ε_ψ (LoRA and camera MLP; ProlificDreamer uses 1e-4)."""
-    lora_steps: int = 1
+    lora_steps: int = setting(1, ge=1, serve=(1, 16))
     """ε_ψ updates per field step (each with fresh t, noise and camera dropout)."""
-    camera_dropout: float = 0.1
+    camera_dropout: float = setting(0.1, ge=0.0, lt=1.0)
     """p_∅: probability that a view's camera is dropped in an ε_ψ update, which trains ε_ψ(x_t, t, ∅, y)."""
     lora_timesteps: TimestepConfig = field(default_factory=lambda: TimestepConfig(t_min=0.0, t_max=1.0))
     """Timesteps of ε_ψ's training (ProlificDreamer: the whole range t/T ~ U(0, 1), no annealing)."""
 
-    def validate(self) -> None:
-        """Raise ValueError naming the first setting ESD cannot run with."""
-        self.timesteps.validate()
-        self.lora_timesteps.validate()
-        if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f"lam must lie in [0, 1] (got {self.lam}): it mixes ε_ψ(∅) and ε_ψ(c)")
-        if self.guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0 (got {self.guidance_scale})")
-        if not 0.0 <= self.camera_dropout < 1.0:
-            raise ValueError(f"camera_dropout must lie in [0, 1) (got {self.camera_dropout})")
+    def check(self) -> None:
         if self.lam > 0 and self.camera_dropout == 0:
             raise ValueError(
                 "camera_dropout must be > 0 when lam > 0: only dropped cameras train ε_ψ(x_t, t, ∅, y)"
             )
-        for name in ("lora_rank", "camera_hidden", "lora_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer (got {getattr(self, name)})")
-        if not self.lora_lr > 0:
-            raise ValueError(f"lora_lr must be > 0 (got {self.lora_lr})")
 
     def setup(self, prior: DiffusionPrior, seed: int = 0) -> ESDGuidance:
         """The guidance for ``prior``; ``seed`` (the run's seed) initialises ε_ψ and seeds the fixed ε."""
         self.validate()
-        # ε_ψ's random initial weights (LoRA A, camera MLP) come from ``seed`` alone, without consuming the
-        # global generator: the same run seed gives the same ε_ψ whatever ran before.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            eps_psi = prior.make_lora_model(rank=self.lora_rank, camera_hidden=self.camera_hidden)
-        return ESDGuidance(self, prior, eps_psi, fixed_noise_seed=seed if self.fixed_noise else None)
+        return ESDGuidance(self, prior, seed)
 
 
 @dataclass
@@ -121,24 +96,28 @@ class VSDConfig(ESDConfig):
     """Variational Score Distillation (VSD, ProlificDreamer): ESD with λ = 0, i.e. the field follows
     ε̂_φ − ε_ψ(x_t, t, c, y)."""
 
-    lam: float = 0.0
+    name = "vsd"
+    label = "VSD"
+    summary = "Variational Score Distillation (ProlificDreamer): ESD with λ = 0; slower"
+    order = 21
+
+    lam: float = setting(0.0, ge=0.0, le=1.0)
     """λ, weight of the entropy of the renders over cameras (ESD eq. 7); 0 is VSD, > 0 turns it into ESD."""
 
 
 class ESDGuidance(Guidance):
     """ESD / VSD; owns ε_ψ and its AdamW optimiser, which are checkpointed with the run."""
 
-    def __init__(
-        self,
-        cfg: ESDConfig,
-        prior: DiffusionPrior,
-        eps_psi: LoRADenoiser,
-        fixed_noise_seed: int | None = None,
-    ):
-        super().__init__(prior, fixed_noise_seed)
-        self.cfg = cfg
-        self.eps_psi = eps_psi
-        self.optimizer = torch.optim.AdamW(eps_psi.parameters(), lr=cfg.lora_lr)
+    cfg: ESDConfig
+
+    def __init__(self, cfg: ESDConfig, prior: DiffusionPrior, seed: int = 0):
+        super().__init__(cfg, prior, seed)
+        # ε_ψ's random initial weights (LoRA A, camera MLP) come from ``seed`` alone, without consuming the
+        # global generator: the same run seed gives the same ε_ψ whatever ran before.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.eps_psi = LoRADenoiser(prior, rank=cfg.lora_rank, camera_hidden=cfg.camera_hidden)
+        self.optimizer = torch.optim.AdamW(self.eps_psi.parameters(), lr=cfg.lora_lr)
 
     def __call__(
         self,
@@ -156,28 +135,19 @@ class ESDGuidance(Guidance):
         z = prior.encode_images(images)
         if cameras.shape != (z.shape[0], 4, 4):
             raise ValueError(f"cameras must be ({z.shape[0]}, 4, 4) c2w matrices, got {tuple(cameras.shape)}")
-        t = cfg.timesteps.sample(z.shape[0], prior.num_train_timesteps, step, total_steps, generator).to(
-            z.device
-        )
+        t = self.sample_timesteps(z, step, total_steps, generator)
         eps = self.prompt_noise(z.shape, generator)
         with torch.no_grad():
             z_t = prior.add_noise(z.detach(), eps, t)
             eps_phi, _, _ = cfg_noise(prior, z_t, t, text, cfg.guidance_scale)  # LoRA off: the frozen prior
-            grad = weight(cfg.weighting, prior.alphas_cumprod, t) * (
-                eps_phi - self.render_score(z_t, t, text.cond, cameras)
-            )
-            if cfg.grad_clip is not None:
-                grad = grad.clamp(-cfg.grad_clip, cfg.grad_clip)
+            g = eps_phi - self.render_score(z_t, t, text.cond, cameras)
         losses, dropped = [], 0
         for _ in range(cfg.lora_steps):
             loss, n = self.train_eps_psi(z.detach(), text.cond, cameras, generator)
             losses.append(loss)
             dropped += n
-        return GuidanceOutput(
-            loss=surrogate_loss(z, grad),
-            grad_norm=float(grad.flatten(1).norm(dim=1).mean()),
-            t=t,
-            extras={"lora_loss": sum(losses) / len(losses), "cameras_dropped": float(dropped)},
+        return self.output(
+            z, g, t, {"lora_loss": sum(losses) / len(losses), "cameras_dropped": float(dropped)}
         )
 
     def render_score(

@@ -10,46 +10,35 @@ The √ᾱ_t factor of ∂z_t/∂z is absorbed into w(t), as in DreamFusion. The
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from engine.guidance.base import (
-    Guidance,
-    GuidanceOutput,
-    PromptEmbeddings,
-    TimestepConfig,
-    Weighting,
-    surrogate_loss,
-    weight,
-)
+from engine.configbase import setting
+from engine.guidance.base import Guidance, GuidanceConfig, GuidanceOutput, PromptEmbeddings
 from engine.priors.base import DiffusionPrior
 
 
 @dataclass
-class SDSConfig:
+class SDSConfig(GuidanceConfig):
     """Score Distillation Sampling."""
 
-    guidance_scale: float = 100.0
+    name = "sds"
+    label = "SDS"
+    summary = "Score Distillation Sampling (DreamFusion): fast; can look over-saturated"
+    order = 0
+
+    guidance_scale: float = setting(100.0, ge=0.0, serve=(0.0, 1000.0))
     """Classifier-free guidance scale ω (DreamFusion uses 100)."""
-    timesteps: TimestepConfig = field(default_factory=TimestepConfig)
-    """Timestep range and annealing."""
-    weighting: Weighting = "sds"
-    """w(t): sds = 1 − ᾱ_t (DreamFusion), uniform = 1."""
-    grad_clip: float | None = None
-    """Clamp each element of the gradient to ±grad_clip (None: off)."""
     fixed_noise: bool = False
     """Fixed-ε seeds: keep the noise ε fixed for the whole run (seeded by ``train.seed``; t stays random).
     Off by default for SDS: the LMC-SDS paper (§4) finds fixed ε often unstable with plain SDS."""
 
     def setup(self, prior: DiffusionPrior, seed: int = 0) -> SDSGuidance:
-        """The guidance for ``prior``; ``seed`` (the run's seed) seeds the fixed ε when ``fixed_noise``."""
-        self.timesteps.validate()
-        if self.guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0 (got {self.guidance_scale})")
-        return SDSGuidance(self, prior, fixed_noise_seed=seed if self.fixed_noise else None)
+        self.validate()
+        return SDSGuidance(self, prior, seed)
 
 
 def cfg_noise(
@@ -62,9 +51,7 @@ def cfg_noise(
 
 
 class SDSGuidance(Guidance):
-    def __init__(self, cfg: SDSConfig, prior: DiffusionPrior, fixed_noise_seed: int | None = None):
-        super().__init__(prior, fixed_noise_seed)
-        self.cfg = cfg
+    cfg: SDSConfig
 
     def __call__(
         self,
@@ -78,18 +65,9 @@ class SDSGuidance(Guidance):
     ) -> GuidanceOutput:
         prior = self.prior  # SDS has no use for the cameras
         z = prior.encode_images(images)
-        t = self.cfg.timesteps.sample(z.shape[0], prior.num_train_timesteps, step, total_steps, generator).to(
-            z.device
-        )
+        t = self.sample_timesteps(z, step, total_steps, generator)
         eps = self.prompt_noise(z.shape, generator)
         with torch.no_grad():
             z_t = prior.add_noise(z.detach(), eps, t)
             eps_hat, _, _ = cfg_noise(prior, z_t, t, text, self.cfg.guidance_scale)
-            grad = weight(self.cfg.weighting, prior.alphas_cumprod, t) * (eps_hat - eps)
-            if self.cfg.grad_clip is not None:
-                grad = grad.clamp(-self.cfg.grad_clip, self.cfg.grad_clip)
-        return GuidanceOutput(
-            loss=surrogate_loss(z, grad),
-            grad_norm=float(grad.flatten(1).norm(dim=1).mean()),
-            t=t,
-        )
+        return self.output(z, eps_hat - eps, t)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from engine.priors.base import DiffusionPrior
+from engine.priors.identity import is_folder
 from engine.priors.pixel import PixelDiffusionPrior, PixelPriorConfig
 from engine.priors.stable_diffusion import DEFAULT_SD_MODEL, StableDiffusionConfig, StableDiffusionPrior
 
@@ -67,22 +68,22 @@ def resolve_prior_spec(spec: str) -> PriorConfig:
             raise ValueError(
                 "--prior sd: needs a hub id or a folder after the colon, e.g. sd:" + DEFAULT_SD_MODEL
             )
-        if Path(model).expanduser().is_dir():
+        if is_folder(model):
             model = str(Path(model).expanduser())
         return StableDiffusionConfig(model=model)
     if text.startswith("pixel:"):
         folder = Path(text[6:].strip()).expanduser()
-        if not (folder / "unet").is_dir():
+        if not is_folder(folder / "unet"):
             raise ValueError(
                 f"--prior {spec}: {str(folder)!r} is not a diffusers pixel prior folder (no unet/)"
             )
         return PixelPriorConfig(path=str(folder))
 
     folder = Path(text).expanduser()
-    if text and folder.is_dir():
-        if (folder / "vae").is_dir():
+    if text and is_folder(folder):
+        if is_folder(folder / "vae"):
             return StableDiffusionConfig(model=str(folder))
-        if (folder / "unet").is_dir():
+        if is_folder(folder / "unet"):
             return PixelPriorConfig(path=str(folder))
         raise ValueError(
             f"--prior {spec}: the folder {str(folder)!r} is not a diffusers prior: it has no unet/ "

@@ -3,14 +3,16 @@ distillation needs (prompt embeddings, image → model space, ε-prediction, the
 
 Shared logic lives here (prompt cache, resizing, the forward process, the UNet call); a concrete prior
 only says how images enter and leave its model space (``_encode`` / ``_decode``). The diffusers and
-transformers objects stay inside ``engine.priors``; the one exception is :attr:`DiffusionPrior.unet`,
-which ESD needs in order to attach a LoRA with peft.
+transformers objects stay inside ``engine.priors``; :attr:`DiffusionPrior.unet` is read only by
+:mod:`engine.priors.lora`, the adapter that attaches ESD's LoRA with peft. The interface knows nothing of
+its users: guidance methods depend on priors, never the other way round.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -18,10 +20,10 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from engine.priors.identity import weights_fingerprint
+
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler, UNet2DConditionModel
-
-    from engine.priors.lora import LoRADenoiser
 
 
 def resize_square(rgb: Float[Tensor, "B C H W"], size: int) -> Float[Tensor, "B C size size"]:
@@ -56,7 +58,8 @@ class DiffusionPrior(ABC):
     """A frozen text-to-image diffusion model seen through what score distillation needs.
 
     Attributes:
-        name: where the weights came from, e.g. ``"pixel:/path"`` or ``"sd:stabilityai/stable-diffusion-2-1-base"``.
+        name: where the weights came from, for messages, e.g. ``"pixel:/path"`` or ``"sd:stabilityai/…"``;
+            code that needs the prior's identity reads :attr:`folder` and :attr:`fingerprint`, never this.
         device: where weights and every returned tensor live.
         dtype: weights dtype (fp16 on CUDA, fp32 elsewhere; see ``engine.device.prior_dtype``).
         resolution: native size in pixels of the images the model expects.
@@ -69,6 +72,8 @@ class DiffusionPrior(ABC):
     """
 
     name: str
+    folder: Path | None = None
+    """The local diffusers folder the weights were loaded from (None: the model hub)."""
     device: torch.device
     dtype: torch.dtype
     resolution: int
@@ -103,6 +108,12 @@ class DiffusionPrior(ABC):
         self.prediction_type = str(scheduler.config.prediction_type)
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise ValueError(f"{name}: unsupported scheduler prediction_type {self.prediction_type!r}")
+
+    @property
+    def fingerprint(self) -> str | None:
+        """Fingerprint of the UNet weights of a local folder (:mod:`engine.priors.identity`); None for hub
+        models. Correctives and per-prior settings are matched by it."""
+        return weights_fingerprint(self.folder)
 
     def _freeze(self, module: nn.Module) -> nn.Module:
         """The one place weights are frozen, put in eval mode and cast to ``device`` / ``dtype``."""
@@ -190,17 +201,6 @@ class DiffusionPrior(ABC):
     def unet(self) -> UNet2DConditionModel:
         """The diffusers ``UNet2DConditionModel`` (frozen). ESD attaches a LoRA to it with peft."""
         return self._unet
-
-    def make_lora_model(self, rank: int = 4, camera_hidden: int = 64) -> LoRADenoiser:
-        """A trainable ε_ψ(x_t, t, c, y) for ESD / VSD on this prior's UNet (see :mod:`engine.priors.lora`).
-
-        LoRA adapters of ``rank`` on the attention projections plus a camera MLP (hidden width
-        ``camera_hidden``) into the time embedding; the adapters are active only inside ε_ψ's own calls,
-        so :meth:`predict_noise` stays the frozen prior.
-        """
-        from engine.priors.lora import LoRADenoiser
-
-        return LoRADenoiser(self, rank=rank, camera_hidden=camera_hidden)
 
     def predict_noise(
         self,

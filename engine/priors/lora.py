@@ -57,7 +57,7 @@ class LoRADenoiser(nn.Module):
 
     Its parameters (``parameters()``, ``state_dict()``) are exactly the trainable ones: the adapter's
     LoRA matrices (the same tensors peft placed inside the UNet, keyed without the adapter's run-specific
-    name) and the camera MLP. Create it through :meth:`DiffusionPrior.make_lora_model`.
+    name) and the camera MLP. Create it as ``LoRADenoiser(prior, rank, camera_hidden)``.
     """
 
     def __init__(

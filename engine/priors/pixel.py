@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from engine.device import prior_dtype, resolve_device
 from engine.priors.base import DiffusionPrior, first_line, square_size
+from engine.priors.identity import PriorIdentity, identify_folder
 
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler, UNet2DConditionModel
@@ -30,6 +31,10 @@ class PixelPriorConfig:
 
     path: str
     """Folder in diffusers layout: unet/, text_encoder/, tokenizer/, scheduler/ (model_index.json optional)."""
+
+    def identity(self) -> PriorIdentity:
+        """Which weights this is (folder and fingerprint), without loading them."""
+        return identify_folder(self.path)
 
     def setup(self, device: torch.device | str) -> PixelDiffusionPrior:
         """Load the prior onto ``device`` (weights in ``engine.device.prior_dtype(device)``)."""
@@ -92,7 +97,7 @@ class PixelDiffusionPrior(DiffusionPrior):
             Exception
         ) as e:  # diffusers/transformers raise OSError, ValueError, KeyError... for bad folders
             raise RuntimeError(f"could not load pixel prior from {str(folder)!r}: {first_line(e)}") from e
-        return cls(
+        prior = cls(
             name=f"pixel:{folder}",
             device=device,
             unet=unet,
@@ -100,6 +105,8 @@ class PixelDiffusionPrior(DiffusionPrior):
             tokenizer=tokenizer,
             scheduler=scheduler,
         )
+        prior.folder = Path(folder)
+        return prior
 
     def _encode(self, rgb: Float[Tensor, "B 3 R R"]) -> Float[Tensor, "B 3 R R"]:
         return 2.0 * rgb - 1.0

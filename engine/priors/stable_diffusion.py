@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from engine.device import prior_dtype, resolve_device
 from engine.priors.base import DiffusionPrior, first_line, square_size
+from engine.priors.identity import PriorIdentity, identify_source
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -33,6 +34,10 @@ class StableDiffusionConfig:
     """Hub id or local diffusers folder with unet/, vae/, text_encoder/, tokenizer/, scheduler/."""
     revision: str | None = None
     """Hub revision (branch, tag or commit hash); ignored for local folders."""
+
+    def identity(self) -> PriorIdentity:
+        """Which weights this is (a local folder and its fingerprint, or the hub id), without loading them."""
+        return identify_source(self.model)
 
     def setup(self, device: torch.device | str) -> StableDiffusionPrior:
         """Load the prior onto ``device`` (weights in ``engine.device.prior_dtype(device)``)."""
@@ -119,7 +124,9 @@ class StableDiffusionPrior(DiffusionPrior):
                         f"unreachable or has no such model; pass a local diffusers folder ({first_line(e)})"
                     ) from e
             name = f"sd:{model}" + (f"@{revision}" if revision else "")
-        return cls(name=name, device=device, **parts)
+        prior = cls(name=name, device=device, **parts)
+        prior.folder = folder if folder.is_dir() else None
+        return prior
 
     def _encode(self, rgb: Float[Tensor, "B 3 R R"]) -> Float[Tensor, "B 4 r r"]:
         # The posterior mean, not a sample: the encoding is deterministic, so the only noise in a

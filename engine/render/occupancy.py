@@ -15,20 +15,22 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
+from engine.configbase import Config, setting
+
 
 @dataclass
-class OccupancyConfig:
+class OccupancyConfig(Config):
     """Empty-space skipping."""
 
     enabled: bool = True
     """Skip samples in empty cells (turn off only to debug)."""
-    resolution: int = 48
+    resolution: int = setting(48, ge=2, serve=(8, 256))
     """Cells per axis over the scene box."""
-    update_every: int = 16
+    update_every: int = setting(16, ge=1, serve=(1, 20000))
     """Re-evaluate the density grid every N training steps."""
-    density_threshold: float = 0.05
+    density_threshold: float = setting(0.05, ge=0.0)
     """σ above which a cell counts as occupied (σ·δ ≈ 0.002 at the default sample spacing)."""
-    decay: float = 0.9
+    decay: float = setting(0.9, ge=0.0, le=1.0)
     """EMA-max decay of the stored density per update."""
 
     def setup(self, bound: float) -> OccupancyGrid:

@@ -22,6 +22,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from engine.cameras import CameraBatch
+from engine.configbase import Config, setting
 from engine.render.occupancy import OccupancyConfig, OccupancyGrid
 from engine.render.rays import camera_rays, intersect_box
 
@@ -39,35 +40,35 @@ class Shading(str, Enum):
 
 
 @dataclass
-class RendererConfig:
+class RendererConfig(Config):
     """Sampling, skipping, background and shading."""
 
-    n_samples: int = 64
+    n_samples: int = setting(64, ge=1, serve=(4, 512))
     """Stratified samples per ray between the ray's entry and exit of the scene box."""
     occupancy: OccupancyConfig = field(default_factory=OccupancyConfig)
     """Empty-space skipping grid."""
     background: Literal["solid", "learned"] = "solid"
     """solid: fixed ``background_color``; learned: one RGB colour optimised with the field."""
-    background_color: tuple[float, float, float] = (0.7, 0.7, 0.7)
+    background_color: tuple[float, float, float] = setting((0.7, 0.7, 0.7), ge=0.0, le=1.0)
     """Background RGB in [0, 1] (also the initial value of a learned background). Matches the built-in prior's world."""
-    ambient: float = 0.3
+    ambient: float = setting(0.3, ge=0.0, le=1.0)
     """Ambient light a in the shading model (the rest is diffuse)."""
-    shading_start_step: int = 200
+    shading_start_step: int = setting(200, ge=0, serve=(0, 20000))
     """Steps of albedo-only rendering before random shading starts (lets a coarse shape form first)."""
-    lambertian_prob: float = 0.75
+    lambertian_prob: float = setting(0.75, ge=0.0, le=1.0)
     """After the warm-up, probability that a step is shaded at all (otherwise albedo only)."""
-    textureless_prob: float = 0.5
+    textureless_prob: float = setting(0.5, ge=0.0, le=1.0)
     """Probability that a shaded step is textureless (white albedo)."""
     light: Literal["around_camera", "camera_key"] = "around_camera"
     """around_camera: a random direction near the camera (DreamFusion); camera_key: a key light fixed in camera
     space (``key_light``) plus jitter — the lighting of the built-in prior's training images."""
     key_light: tuple[float, float, float] = (-0.45, 0.55, 0.70)
     """Direction towards the key light in camera space (x right, y up, z towards the viewer), for camera_key."""
-    light_jitter: float = 0.5
+    light_jitter: float = setting(0.5, ge=0.0)
     """Standard deviation of the Gaussian jitter added to the light direction before normalising."""
-    normal_eps: float = 0.01
+    normal_eps: float = setting(0.01, gt=0.0, le=0.2)
     """Finite-difference step for normals (scene units)."""
-    chunk_rays: int = 8192
+    chunk_rays: int = setting(8192, ge=1, serve=(256, 1 << 17))
     """Rays per chunk when rendering without gradients (previews, evaluation)."""
 
     def setup(self, bound: float) -> VolumeRenderer:

@@ -22,11 +22,10 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 import engine
-from engine.config import MAX_PROMPT_CHARS, PRESETS
+from engine.config import MAX_PROMPT_CHARS, preset_catalog
 from engine.export.config import TEXTURE_SIZES
 from engine.export.pipeline import output_paths
-from engine.guidance import METHODS
-from engine.job import MAX_VARIANTS
+from engine.guidance import method_catalog
 from engine.serve.auth import BearerAuth, ensure_token
 from engine.serve.events import EventWriter, sse_stream
 from engine.serve.jobs import JOB_ID, JobRecord, JobStore
@@ -44,11 +43,14 @@ from engine.serve.models import (
     JobRequest,
     JobSummary,
     Limits,
+    MethodInfo,
+    PresetInfo,
     ResultKind,
     event_stream_schema,
 )
 from engine.serve.options import MAX_STEPS
 from engine.serve.runner import JobRunner, LocalJobRunner, QueueFull
+from engine.variants import MAX_VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +204,7 @@ def create_app(settings: ServerSettings, runner: JobRunner | None = None) -> Fas
         return dict(
             id=job.id,
             state=job.state,
+            final=job.final,
             prompt=job.config.prompt,
             method=job.config.method,
             seeds=job.seeds,
@@ -236,8 +239,8 @@ def create_app(settings: ServerSettings, runner: JobRunner | None = None) -> Fas
             devices=devices,
             workers=runner.workers(),
             priors=list(dict.fromkeys(["builtin", *settings.priors])),
-            methods=list(METHODS),
-            presets=list(PRESETS),
+            methods=[MethodInfo(**m) for m in method_catalog()],
+            presets=[PresetInfo(**p) for p in preset_catalog()],
             queue_length=runner.queue_length(),
             running=runner.running(),
             limits=Limits(
@@ -264,16 +267,17 @@ def create_app(settings: ServerSettings, runner: JobRunner | None = None) -> Fas
     )
     def submit(request: JobRequest) -> JSONResponse:
         """Queue a job. The request is validated and resolved into a run config at once (422 with the
-        reason if anything is wrong, including words the prior does not know)."""
-        if runner.queue_full():
-            raise HTTPException(
-                429, f"the queue is full ({settings.queue_size} jobs waiting); try again later"
-            )
+        reason if anything is wrong, including words the prior does not know), before the queue is
+        looked at: a bad request is a 422 whether or not there is room."""
         try:
             cfg, seeds = request.to_run()
             runner.check(cfg)
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
+        if runner.queue_full():
+            raise HTTPException(
+                429, f"the queue is full ({settings.queue_size} jobs waiting); try again later"
+            )
         job = store.create(request.model_dump(mode="json"), cfg, seeds)
         try:
             pos = runner.submit(job)

@@ -29,8 +29,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+"""Every state of a job (the API's ``JobState``)."""
 FINAL_STATES = frozenset({"done", "failed", "cancelled"})
-"""Job states after which nothing more happens (an "interrupted" job resumes on the next start)."""
+"""Job states after which nothing more happens (an "interrupted" job resumes on the next start). Clients
+do not keep a copy: status events and job listings carry ``final``."""
 
 RETRY_MS = 2000
 """Reconnect delay suggested to SSE clients (EventSource honours it)."""

@@ -7,14 +7,13 @@ Layout of a job folder::
     status.json     state, times, latest progress, results (rewritten atomically on every change)
     events.jsonl    the event log (progress, previews, status, results, errors)
     asset.glb, asset_texture.png, asset_turntable.png, run/ (run.json, checkpoint.pt, previews/)
-                    one seed; several seeds: asset_s<seed>.glb … and run/seed_<seed>/ (engine.job)
+                    one seed; several seeds: asset_s<seed>.glb … and run/seed_<seed>/ (engine.variants)
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import threading
@@ -24,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine import atomic
 from engine.config import RunConfig
-from engine.job import Job, Variant
 from engine.serve.events import FINAL_STATES, EventLog, EventWriter
+from engine.variants import JobPlan, Variant
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,11 @@ class JobRecord:
         return self.state in FINAL_STATES
 
     @property
-    def job(self) -> Job:
-        return Job(self.config, self.seeds)
+    def plan(self) -> JobPlan:
+        return JobPlan(self.config, self.seeds)
 
     def variants(self) -> list[Variant]:
-        return self.job.variants(self.dir / "asset.glb", self.dir / "run")
+        return self.plan.variants(self.dir / "asset.glb", self.dir / "run")
 
     def status_dict(self) -> dict[str, Any]:
         return {
@@ -83,13 +83,6 @@ class JobRecord:
             "progress": self.progress,
             "results": [self.results[k] for k in sorted(self.results)],
         }
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Atomic: a reader (or a restart after a crash) sees the old or the new file, never half of one."""
-    tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 class JobStore:
@@ -118,8 +111,8 @@ class JobStore:
         job_id = uuid.uuid4().hex
         d = self.root / job_id
         d.mkdir(parents=True)
-        _write_json(d / "request.json", request)
-        _write_json(d / "config.json", {"config": config.to_dict(), "seeds": seeds})
+        atomic.write_json(d / "request.json", request)
+        atomic.write_json(d / "config.json", {"config": config.to_dict(), "seeds": seeds})
         job = JobRecord(
             job_id, d, request, config, seeds, time.time(), EventLog(d / "events.jsonl", self._writer)
         )
@@ -180,7 +173,7 @@ class JobStore:
     # ------------------------------------------------------------------ changes
     def save(self, job: JobRecord) -> None:
         with self._lock:
-            _write_json(job.dir / "status.json", job.status_dict())
+            atomic.write_json(job.dir / "status.json", job.status_dict())
 
     def set_state(self, job: JobRecord, state: str, message: str, **event: Any) -> None:
         """Change state, persist status.json, then emit the status event (so a reader of the event has a
@@ -196,7 +189,10 @@ class JobStore:
                 job.finished = now
             self.save(job)
         job.events.append(
-            "status", StatusData(state=state, message=message, **event).model_dump(exclude_none=True)
+            "status",
+            StatusData(state=state, final=state in FINAL_STATES, message=message, **event).model_dump(
+                exclude_none=True
+            ),
         )
         # Only now: a stream that sees the final state must also find the final event in the log.
         job.closed = state in FINAL_STATES

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from engine.config import MAX_PROMPT_CHARS, PRESETS, RunConfig, build_config
 from engine.export.config import TEXTURE_SIZES
 from engine.guidance import METHODS
-from engine.job import MAX_VARIANTS, variant_seeds
+from engine.serve.events import JOB_STATES
 from engine.serve.options import (
     MAX_OPTION_STRING,
     MAX_SEED,
@@ -25,6 +25,7 @@ from engine.serve.options import (
     coerce,
     leaf_type,
 )
+from engine.variants import MAX_VARIANTS, variant_seeds
 
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted (413 above)."""
@@ -35,7 +36,7 @@ MAX_TEXTURE = 4096
 MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 TextureSize = Literal[tuple(s for s in TEXTURE_SIZES if s <= MAX_TEXTURE)]  # type: ignore[valid-type]
-JobState = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
+JobState = Literal[JOB_STATES]  # type: ignore[valid-type]
 ResultKind = Literal["glb", "texture", "turntable"]
 
 OptionKey = Annotated[
@@ -78,8 +79,9 @@ class JobRequest(_Strict):
     """Number of assets from consecutive seeds."""
     fixed_noise: bool | None = None
     """Fixed-ε guidance: each seed fixes its own noise, so variants differ more (default: the method's)."""
-    guidance_scale: float | None = Field(None, gt=0, le=1000)
-    """Classifier-free guidance scale (default: the method's, tuned per prior)."""
+    guidance_scale: float | None = None
+    """Classifier-free guidance scale (default: the method's, tuned per prior); bounded by the method's
+    own ``guidance.guidance_scale`` bounds and this server's limit on it."""
     texture_size: TextureSize | None = None  # type: ignore[valid-type]
     """Side of the baked base-colour texture in pixels."""
     options: dict[OptionKey, OptionValue] = Field(
@@ -183,6 +185,8 @@ class StatusData(_Model):
     """A ``status`` event: a change of the job's state."""
 
     state: JobState
+    final: bool
+    """Nothing more will happen to the job (done, failed or cancelled): the event stream ends here."""
     message: str
     variant: int | None = None
     resumed_from_step: int | None = None
@@ -219,6 +223,8 @@ class JobSummary(_Model):
 
     id: str
     state: JobState
+    final: bool
+    """Nothing more will happen to the job (done, failed or cancelled)."""
     prompt: str
     method: str
     """Guidance method."""
@@ -267,6 +273,26 @@ class Limits(_Model):
     """Most jobs waiting (not counting running ones); more are refused with 429."""
 
 
+class MethodInfo(_Model):
+    """A guidance method as the registry describes it (menus are built from these)."""
+
+    name: str
+    """What to send as a job's ``method``."""
+    label: str
+    """Short display name."""
+    summary: str
+    """One line on what it is for."""
+
+
+class PresetInfo(_Model):
+    """A settings preset."""
+
+    name: str
+    """What to send as a job's ``preset``."""
+    label: str
+    summary: str
+
+
 class Health(_Model):
     """Server state (no token needed)."""
 
@@ -279,8 +305,9 @@ class Health(_Model):
     workers: int
     priors: list[str]
     """Priors configured on this server (any other prior spec is accepted too)."""
-    methods: list[str]
-    presets: list[str]
+    methods: list[MethodInfo]
+    """Guidance methods, in display order."""
+    presets: list[PresetInfo]
     queue_length: int
     """Jobs waiting."""
     running: int

@@ -1,28 +1,38 @@
-"""Dotted-path run options sent by clients (``{"renderer.n_samples": 48}``): type checks and server limits.
+"""Dotted-path run options sent by clients (``{"renderer.n_samples": 48}``): strict JSON parsing.
 
 ``engine.config.build_config`` sets overrides without looking at their types, so a client's value is
 checked here against the annotation of the config field it targets first (a string where an int
-belongs would otherwise fail deep inside the trainer). Limits bound everything that costs memory or
-time, on the *resolved* config, so presets and options are held to the same bounds.
+belongs would otherwise fail deep inside the trainer). The schema is the configs' own
+(:func:`engine.configbase.leaves`); the bounds are their fields' metadata: what the engine can run with
+(``RunConfig.validate``) and what this server accepts for cost (``serve=`` limits, checked on the
+*resolved* config by :func:`check_limits`, so presets and options are held to the same bounds).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
 import unicodedata
 from typing import Any, Literal
 
-from engine.config import RunConfig
-from engine.guidance import METHODS
+from engine.config import RunConfig, TrainConfig
+from engine.configbase import check_bounds, leaves
+from engine.guidance import method_config
 
-MAX_STEPS = 20000
-"""Most optimisation steps per variant a server accepts."""
+
+def _serve_max(cls: type, name: str) -> int:
+    (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
+    return int(f.metadata["serve"].le)
+
+
+MAX_STEPS = _serve_max(TrainConfig, "steps")
+"""Most optimisation steps per variant a server accepts (``TrainConfig.steps``'s limit)."""
+MAX_SEED = _serve_max(TrainConfig, "seed")
 MAX_OPTION_STRING = 1024
 """Longest string value of an option (prior folders, corrective model paths)."""
-MAX_SEED = 2**31 - 1
 
 SERVER_DEFAULTS: dict[str, Any] = {"train.preview_every": 25}
 """Defaults of the server that differ from the terminal's (the request's options override them):
@@ -36,41 +46,8 @@ FORBIDDEN: dict[str, str] = {
     "preset": "give it as the request's preset",
 }
 
-LIMITS: dict[str, tuple[float, float]] = {
-    "train.steps": (1, MAX_STEPS),
-    "train.batch_size": (1, 8),
-    "train.render_size": (8, 512),
-    "train.preview_size": (8, 256),
-    "train.preview_every": (0, MAX_STEPS),
-    "train.checkpoint_every": (0, MAX_STEPS),
-    "train.seed": (0, MAX_SEED),
-    "field.grid.n_levels": (1, 32),
-    "field.grid.n_features_per_level": (1, 8),
-    "field.grid.log2_hashmap_size": (8, 24),
-    "field.grid.base_resolution": (2, 4096),
-    "field.grid.max_resolution": (2, 32768),
-    "field.hidden_dim": (4, 256),
-    "field.coarse_to_fine.start_levels": (0, 32),
-    "regularizers.normal_smooth_points": (1, 1 << 16),
-    "renderer.n_samples": (4, 512),
-    "renderer.occupancy.resolution": (8, 256),
-    "renderer.occupancy.update_every": (1, MAX_STEPS),
-    "renderer.chunk_rays": (256, 1 << 17),
-    "renderer.shading_start_step": (0, MAX_STEPS),
-    "export.resolution": (16, 512),
-    "export.chunk": (1024, 1 << 20),
-    "export.smooth_iterations": (0, 100),
-    "export.close_voxels": (0, 8),
-    "export.target_faces": (0, 500_000),
-    "export.texture_size": (64, 4096),
-    "export.uv_padding": (1, 128),
-    "export.turntable_views": (0, 32),
-    "export.turntable_size": (16, 1024),
-}
-"""Server bounds [low, high] on the resolved config (the engine's own validation still applies)."""
-
 GENERIC_INT = (-1_000_000, 1_000_000)
-"""Bounds for integer options not listed in LIMITS."""
+"""Bounds on the magnitude of any integer option (each setting's own bounds apply on top)."""
 GENERIC_FLOAT = 1e9
 """Bound on the magnitude of float options."""
 
@@ -84,23 +61,21 @@ def check_text(value: str, what: str) -> str:
 
 
 def leaf_type(path: str, method: str) -> Any:
-    """The annotation of the config field a dotted path names (the guidance group is the method's)."""
+    """The annotation of the setting a dotted path names, for the given method's run config."""
     if path in FORBIDDEN:
         raise ValueError(f"option {path!r} cannot be set: {FORBIDDEN[path]}")
-    cls: Any = RunConfig
-    for i, name in enumerate(path.split(".")):
-        names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-        if name not in names:
-            raise ValueError(f"unknown option {path!r}" + (" for method " + method if i > 0 else ""))
-        cls = METHODS[method] if cls is RunConfig and name == "guidance" else typing.get_type_hints(cls)[name]
-    if dataclasses.is_dataclass(cls) or _is_config_union(cls):
+    schema = _schema(method)
+    if path in schema:
+        return schema[path]
+    if any(p.startswith(path + ".") for p in schema):
         raise ValueError(f"option {path!r} is a group of settings: set its fields one by one ({path}.<name>)")
-    return cls
+    raise ValueError(f"unknown option {path!r}" + (f" for method {method}" if "." in path else ""))
 
 
-def _is_config_union(tp: Any) -> bool:
-    args = typing.get_args(tp)
-    return bool(args) and all(dataclasses.is_dataclass(a) for a in args)
+@functools.cache
+def _schema(method: str) -> dict[str, Any]:
+    """Dotted path → annotation of every setting of a run with ``method``."""
+    return {leaf.path: leaf.type for leaf in leaves(RunConfig(guidance=method_config(method)))}
 
 
 def coerce(path: str, value: Any, tp: Any) -> Any:
@@ -133,7 +108,7 @@ def coerce(path: str, value: Any, tp: Any) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"option {path!r} must be an integer (got {value!r})")
-        lo, hi = LIMITS.get(path, GENERIC_INT)
+        lo, hi = GENERIC_INT
         if not lo <= value <= hi:
             raise ValueError(f"option {path!r} must be between {lo:g} and {hi:g} (got {value})")
         return value
@@ -152,19 +127,6 @@ def coerce(path: str, value: Any, tp: Any) -> Any:
     raise ValueError(f"option {path!r} cannot be set over HTTP")
 
 
-def get_path(cfg: Any, path: str) -> Any:
-    obj = cfg
-    for name in path.split("."):
-        obj = getattr(obj, name)
-    return obj
-
-
 def check_limits(cfg: RunConfig) -> None:
-    """Raise ValueError if the resolved config exceeds a server limit."""
-    for path, (lo, hi) in LIMITS.items():
-        try:
-            value = get_path(cfg, path)
-        except AttributeError:
-            continue
-        if not lo <= value <= hi:
-            raise ValueError(f"{path} = {value} is outside this server's limits [{lo:g}, {hi:g}]")
+    """Raise ValueError naming the first setting of the resolved config beyond this server's limits."""
+    check_bounds(cfg, kind="serve")

@@ -2,7 +2,7 @@
 
 :class:`LocalJobRunner` runs one worker thread per device (engine.device decides which), takes jobs
 first in, first out from a bounded queue, keeps loaded priors in a per-worker cache so consecutive jobs
-with the same prior skip loading, and calls :func:`engine.job.run_variant` per variant with callbacks that only
+with the same prior skip loading, and calls :func:`engine.variants.run_variant` per variant with callbacks that only
 append to the job's event log.
 """
 
@@ -20,10 +20,10 @@ import torch
 
 from engine.config import RunConfig
 from engine.device import auxiliary_device, describe
-from engine.job import Variant, run_variant
 from engine.serve.jobs import JobRecord, JobStore
 from engine.serve.models import PreviewData, ProgressData, ResultData
 from engine.train import Callbacks, Progress, TrainingDiverged
+from engine.variants import Variant, run_variant
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class JobRunner(Protocol):
 
     :class:`LocalJobRunner` runs them on threads in this process. A distributed runner (e.g. Ray: one
     actor per GPU, possibly on other machines) is a new class implementing these same methods — its
-    ``submit`` hands the job to a Ray queue, its actors call :func:`engine.job.run_variant` and ship
+    ``submit`` hands the job to a Ray queue, its actors call :func:`engine.variants.run_variant` and ship
     the events back to the job's log — and the app does not change.
     """
 
@@ -306,11 +306,11 @@ class LocalJobRunner:
                 break
             if v.done:  # finished before a restart: report it if the report was lost
                 if v.index not in job.results:
-                    self.store.add_result(job, self._result(job, v, json.loads(v.record.read_text())))
+                    self.store.add_result(job, self._result(job, v, json.loads(v.record_path.read_text())))
                 continue
             rep = _Reporter(self.store, job, v, len(variants))
             r = run_variant(
-                job.job.config_for(v),
+                job.plan.config_for(v),
                 prior,
                 v,
                 rep.callbacks(),

@@ -34,7 +34,7 @@ def bench_sds(cfg: BenchConfig) -> dict[str, Any]:
         for size in c.sizes:
             run = build_config(
                 "a red cube",
-                prior="bench",
+                prior=str(prior_dir),  # the config names the prior it runs with
                 overrides={
                     "train.render_size": size,
                     "train.steps": c.warmup + c.steps,

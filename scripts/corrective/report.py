@@ -100,7 +100,7 @@ def loss_plot(log_path: Path, png: Path, size: tuple[int, int] = (560, 300)) -> 
 
 def export(cfg, command, prior, model, source, out: Path, run: TrainingRun, x0_clip) -> dict:
     """Evaluate the model and write it to ``out`` with its config, model card and loss plot."""
-    from engine.guidance.corrective import prior_fingerprint, save_corrective
+    from engine.guidance.corrective import save_corrective
 
     uncond = prior.encode_prompts([""])
     rows = evaluate(prior, model, source, cfg, x0_clip, uncond)
@@ -115,9 +115,11 @@ def export(cfg, command, prior, model, source, out: Path, run: TrainingRun, x0_c
         "config": to_dict(cfg) | {"work_dir": rel(cfg.work_dir), "out": rel(out)},
         "machine": machine_info(device=str(prior.device)),
     }
-    prior_info = {"name": prior.name, "fingerprint": prior_fingerprint(prior)}
-    if prior.name.startswith(("pixel:", "sd:")) and Path(prior.name.split(":", 1)[1]).is_dir():
-        prior_info["name"] = prior.name.split(":", 1)[0] + ":" + rel(prior.name.split(":", 1)[1])
+    # Provenance: the weights' fingerprint is what a later run checks; the name (with a repo-relative
+    # folder) is for people.
+    prior_info = {"name": prior.name, "fingerprint": prior.fingerprint}
+    if prior.folder is not None:
+        prior_info["name"] = prior.name.split(":", 1)[0] + ":" + rel(prior.folder)
     save_corrective(model, out, {"prior": prior_info, "training": training, "eval": rows})
     loss_plot(run.log_path, out / "loss.png")
     size_kb = (out / "model.safetensors").stat().st_size / 1024

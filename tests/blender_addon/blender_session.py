@@ -279,9 +279,18 @@ def scenario_install(p: dict) -> None:
     facts["prefs"] = {
         k: getattr(prefs(), k) for k in ("engine_url", "auto_start", "keep_engine", "place_at_cursor")
     }
-    facts["method_items"] = {
-        i.identifier: i.description for i in bpy.context.scene.text3d.bl_rna.properties["method"].enum_items
-    }
+    # The menus are the engine's: before one answers, the offline catalog; then its /v1/health lists.
+    props = mod().properties
+    facts["method_items_offline"] = [i[0] for i in props.method_items(None, bpy.context)]
+    ctl().engine.catalog = mod().state.catalog_from_health(p["health"])
+    facts["method_items"] = {i[0]: i[2] for i in props.method_items(None, bpy.context)}
+    facts["preset_items"] = [i[0] for i in props.preset_items(None, bpy.context)]
+    facts["texture_items"] = [i[0] for i in props.texture_items(None, bpy.context)]
+    settings = bpy.context.scene.text3d
+    facts["method_default"] = settings.method
+    settings.method = "esd"
+    facts["method_set"] = settings.method
+    settings.method = "sds"
     facts["user_dir"] = str(ctl().work_dir)
     facts["timer"] = bpy.app.timers.is_registered(mod().runtime._timer)
 
@@ -293,7 +302,9 @@ def scenario_install(p: dict) -> None:
     job.step, job.total, job.eta_s, job.seeds = 12, 30, 42.0, [3]
     job.error = "a long readable error " * 20
     ctl().jobs[job.key] = job
-    done = state.JobView(key="d" * 32, prompt="a snowman", id="d" * 32, state="done", local=False, seeds=[1])
+    done = state.JobView(
+        key="d" * 32, prompt="a snowman", id="d" * 32, state="done", ended=True, local=False, seeds=[1]
+    )
     done.results = {0: {"variant": 0, "seed": 1, "glb": "/x"}}
     ctl().jobs[done.key] = done
     ctl().engine.set(state.CRASHED, "The engine was killed by SIGKILL. Last output:\n" + "line\n" * 10)

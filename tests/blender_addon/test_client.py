@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from blender_addon.client import EngineClient, EngineError, EngineUnreachable, EventFollower, SSEParser
+from blender_addon.state import catalog_from_health
 from tests.blender_addon.conftest import Engine, free_port
 
 
@@ -68,7 +69,9 @@ class FakeEngine:
                             self.wfile.write(f'id: {i}\nevent: progress\ndata: {{"step": {i}}}\n\n'.encode())
                         self.wfile.write(b'id: 4\nevent: progress\ndata: {"st')  # cut mid-event
                     else:
-                        self.wfile.write(b': keep-alive\n\nid: 4\nevent: status\ndata: {"state": "done"}\n\n')
+                        self.wfile.write(
+                            b': keep-alive\n\nid: 4\nevent: status\ndata: {"state": "done", "final": true}\n\n'
+                        )
                     self.wfile.flush()
                     self.close_connection = True
                 elif self.path == "/v1/jobs/refused":
@@ -115,7 +118,7 @@ def test_follower_reconnects_with_last_event_id_and_misses_nothing(fake):
     follower.stop(join=2)
     events = [m[2] for m in messages if m[0] == "event"]
     assert [e.id for e in events] == [1, 2, 3, 4]  # no duplicate, no gap, the half-sent event 4 re-sent
-    assert events[-1].data == {"state": "done"}
+    assert events[-1].data == {"state": "done", "final": True}
     assert [m[0] for m in messages].count("stream_lost") == 1
     assert messages[-1] == ("stream_ended", "key", "final")
     assert server.seen_last_ids == ["0", "3"]
@@ -151,7 +154,13 @@ def test_errors_are_readable(fake, tmp_path: Path):
 def test_client_against_the_real_engine(engine: Engine, tmp_path: Path):
     client = EngineClient(engine.url, engine.data_dir / "token")
     h = client.health()
-    assert h["status"] == "ok" and set(h["methods"]) == {"sds", "lmc-sds", "esd", "vsd"}
+    assert h["status"] == "ok"
+    # The add-on's menus come from this answer: every method the engine registers, in its order.
+    from engine.guidance import METHODS
+
+    catalog = catalog_from_health(h)
+    assert catalog.method_names == list(METHODS) and all(label for _, label, _ in catalog.methods)
+    assert 1024 in catalog.texture_sizes and [p for p, _, _ in catalog.presets] == ["fast", "quality"]
     assert isinstance(client.jobs(), list)
     with pytest.raises(EngineError, match="invalid request: steps") as e:
         client.submit({"prompt": "a red cube", "steps": 0})

@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from engine.config import PRESETS, preset_catalog
+from engine.export.config import TEXTURE_SIZES
+from engine.guidance import METHODS, method_catalog
 from tests.blender_addon.conftest import REPO, free_port, run_session
+
+ENGINE_HEALTH = {
+    "methods": method_catalog(),
+    "presets": preset_catalog(),
+    "limits": {"texture_sizes": [s for s in TEXTURE_SIZES if s <= 4096]},
+}
+"""The parts of an engine's /v1/health answer the add-on's menus are built from."""
 
 _spec = importlib.util.spec_from_file_location("build_extension", REPO / "scripts" / "build_extension.py")
 build_extension = importlib.util.module_from_spec(_spec)
@@ -58,7 +68,9 @@ def test_build_refuses_an_addon_that_imports_torch(tmp_path: Path, monkeypatch: 
 def test_install_enable_draw_unregister_register(extension_zip: Path, tmp_path: Path):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens here
     r = run_session(
-        "install", {"zip": str(extension_zip), "url": url, "data_dir": str(tmp_path / "d")}, tmp_path
+        "install",
+        {"zip": str(extension_zip), "url": url, "data_dir": str(tmp_path / "d"), "health": ENGINE_HEALTH},
+        tmp_path,
     )
 
     assert r["enabled"] and r["addon_dir"].startswith(str(tmp_path / "blender_user" / "extensions"))
@@ -72,9 +84,13 @@ def test_install_enable_draw_unregister_register(extension_zip: Path, tmp_path: 
         "keep_engine": False,
         "place_at_cursor": True,
     }
-    assert set(r["method_items"]) == {"sds", "esd", "vsd", "lmc-sds"}
+    # Menus: the offline catalog until an engine answers, then exactly what its /v1/health lists.
+    assert r["method_items_offline"] == ["sds"]
+    assert list(r["method_items"]) == list(METHODS)
     assert "over-saturated" in r["method_items"]["sds"] and "Janus" in r["method_items"]["esd"]
     assert "λ = 0" in r["method_items"]["vsd"] and "Manifold Corrective" in r["method_items"]["lmc-sds"]
+    assert r["preset_items"] == list(PRESETS) and "1024" in r["texture_items"]
+    assert (r["method_default"], r["method_set"]) == ("sds", "esd")
     # The add-on writes only into its own user folder, never into the installed add-on.
     assert r["user_dir"].endswith("extensions/.user/user_default/text3d")
     assert r["addon_files_unchanged"]

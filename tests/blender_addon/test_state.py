@@ -75,7 +75,6 @@ def test_request_sends_only_what_the_user_set():
     ("values", "message"),
     [
         ({"prompt": "   "}, "type a prompt first"),
-        ({"method": "dreamfusion"}, "unknown method 'dreamfusion'"),
         ({"extra_options": "renderer.n_samples"}, "is not of the form dotted.path = value"),
         ({"extra_options": "samples = 3"}, "is not a dotted path"),
         ({"use_lam": True, "extra_options": "guidance.lam = 0.1"}, "guidance.lam is set twice"),
@@ -130,7 +129,7 @@ def test_events_drive_the_job_and_replays_are_ignored():
     )
     assert (job.variant, job.step) == (1, 10) and "resumed from step 10" in job.message
     apply_event(job, ev(7, "error", message="out of memory"))
-    apply_event(job, ev(8, "status", state="failed", message="out of memory"))
+    apply_event(job, ev(8, "status", state="failed", final=True, message="out of memory"))
     assert job.final and job.error == "out of memory" and list(job.results) == [0]
     job.files[0] = "x.glb"
     assert job.ready_to_import  # a failed job still offers the variant that finished
@@ -144,3 +143,23 @@ def test_format_eta():
         "1 min 05 s",
         "1 h 02 min",
     ]
+
+
+def test_menus_come_from_the_engines_health_answer():
+    from blender_addon.state import OFFLINE_CATALOG, catalog_from_health
+
+    health = {
+        "methods": [
+            {"name": "sds", "label": "SDS", "summary": "s"},
+            {"name": "new", "label": "New", "summary": "n"},
+        ],
+        "presets": [{"name": "fast", "label": "Fast", "summary": "f"}],
+        "limits": {"texture_sizes": [64, 128]},
+    }
+    c = catalog_from_health(health)
+    assert c.method_names == ["sds", "new"] and c.methods[1] == ("new", "New", "n")
+    assert c.texture_sizes == (64, 128) and c.presets == (("fast", "Fast", "f"),)
+    # An answer without lists keeps what was known; an older engine's bare names still make a menu.
+    assert catalog_from_health({}, c) == c
+    assert catalog_from_health({"methods": ["sds", "esd"]}).method_names == ["sds", "esd"]
+    assert catalog_from_health({"methods": []}) == OFFLINE_CATALOG

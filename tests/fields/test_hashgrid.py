@@ -173,7 +173,7 @@ def test_auto_on_cpu_is_torch() -> None:
     ],
 )
 def test_invalid_config(bad: dict) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(bad))):  # the message names the setting
         HashGridConfig(**bad).setup("cpu")
 
 

@@ -34,8 +34,10 @@ def test_masked_levels_output_zero_and_get_no_gradient():
 
 
 def test_bad_schedule_is_refused():
-    with pytest.raises(ValueError, match="coarse-to-fine"):
+    with pytest.raises(ValueError, match="start_levels must be >= 0"):
         CoarseToFine(start_levels=-1).validate()
+    with pytest.raises(ValueError, match=r"coarse_to_fine.until must be in \[0, 1\]"):
+        FieldConfig(coarse_to_fine=CoarseToFine(until=2.0)).validate()
 
 
 def test_sdf_density_starts_as_the_blob_sphere():

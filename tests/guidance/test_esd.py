@@ -270,9 +270,9 @@ def test_missing_cameras_and_bad_settings_are_clear_errors(pixel_prior):
     with pytest.raises(ValueError, match="camera-to-world"):
         guidance(images, text_for(pixel_prior, ["a cube"]), 0, 1, torch.Generator())
     for kw, msg in [
-        ({"lam": 1.5}, "lam must lie in"),
+        ({"lam": 1.5}, r"lam must be in \[0, 1\]"),
         ({"camera_dropout": 0.0}, "camera_dropout must be > 0"),
-        ({"lora_rank": 0}, "lora_rank must be a positive"),
+        ({"lora_rank": 0}, "lora_rank must be >= 1"),
         ({"lora_lr": 0.0}, "lora_lr must be > 0"),
     ]:
         with pytest.raises(ValueError, match=msg):
@@ -282,7 +282,7 @@ def test_missing_cameras_and_bad_settings_are_clear_errors(pixel_prior):
 
 @pytest.mark.parametrize("method,lam", [("esd", 0.5), ("vsd", 0.0)])
 def test_run_config_selects_and_round_trips_esd(method, lam):
-    cfg = build_config("a red cube", method=method, prior="unused", overrides={"guidance.lora_rank": 8})
+    cfg = build_config("a red cube", method=method, prior="builtin", overrides={"guidance.lora_rank": 8})
     assert isinstance(cfg.guidance, ESDConfig) and cfg.guidance.lam == lam and cfg.guidance.lora_rank == 8
     assert cfg.guidance.timesteps.anneal == "step"
     back = RunConfig.from_dict(cfg.to_dict())
@@ -307,6 +307,6 @@ def test_cli_flags_reach_the_esd_config():
             "0.9",
         ]
     )
-    cfg = build_config(args.prompt, args.method, "unused", args.preset, overrides_from(args, paths))
+    cfg = build_config(args.prompt, args.method, "builtin", args.preset, overrides_from(args, paths))
     assert cfg.guidance.lam == 0.3 and cfg.guidance.lora_timesteps.t_max == 0.9
     assert "ε_ψ" in parser.format_help()  # help comes from the ESD config docstrings

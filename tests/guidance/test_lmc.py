@@ -221,7 +221,7 @@ def test_a_prior_folder_ships_its_corrective(tmp_path):
     folder = build_tiny_pixel_prior(tmp_path / "prior")
     tiny_corrective(folder / "corrective")
     prior = PixelPriorConfig(str(folder)).setup("cpu")
-    assert find_corrective(prior) == folder / "corrective"
+    assert find_corrective(prior.folder, prior.name) == folder / "corrective"
     assert "lmc-sds" in METHODS
     guidance = METHODS["lmc-sds"]().setup(prior)
     assert guidance.corrective_dir == folder / "corrective"
@@ -240,7 +240,7 @@ def test_shipped_builtin_corrective_blurs_more_as_t_grows():
     if not (BUILTIN_PRIOR_DIR / "unet").is_dir():
         pytest.skip("the built-in prior is not installed")
     prior = PixelPriorConfig(str(BUILTIN_PRIOR_DIR)).setup("cpu")
-    corr = load_corrective(find_corrective(prior))
+    corr = load_corrective(find_corrective(prior.folder, prior.name))
     gen = torch.Generator().manual_seed(123)
     z = prior.encode_images(WorldSampler(WorldConfig(size=prior.resolution)).sample_batch(8, gen).images)
     uncond = prior.encode_prompts([""]).expand(z.shape[0], -1, -1)

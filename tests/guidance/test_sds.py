@@ -70,7 +70,10 @@ def test_timestep_annealing():
 
 @pytest.mark.parametrize(
     "kw,msg",
-    [({"t_min": 0.5, "t_max": 0.4}, "t_min < t_max"), ({"anneal": "linear", "t_max_end": 0.01}, "t_max_end")],
+    [
+        ({"t_min": 0.5, "t_max": 0.4}, "t_min must be below t_max"),
+        ({"anneal": "linear", "t_max_end": 0.01}, "t_max_end"),
+    ],
 )
 def test_bad_timestep_settings(kw, msg):
     with pytest.raises(ValueError, match=msg):

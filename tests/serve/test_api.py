@@ -7,6 +7,8 @@ import stat
 
 import httpx
 
+from engine.config import PRESETS
+from engine.guidance import METHODS
 from tests.serve.conftest import Server, job_request
 
 
@@ -21,7 +23,11 @@ def _error(r: httpx.Response, status: int) -> str:
 def test_health_needs_no_token(idle_server: Server):
     h = httpx.get(idle_server.url + "/v1/health").json()
     assert h["status"] == "ok" and h["version"] and h["device"]
-    assert "builtin" in h["priors"] and "sds" in h["methods"]
+    assert "builtin" in h["priors"]
+    # The menus of a client come from here: every registered method, in the registry's order, described.
+    assert [m["name"] for m in h["methods"]] == list(METHODS)
+    assert all(m["label"] and m["summary"] for m in h["methods"])
+    assert [p["name"] for p in h["presets"]] == list(PRESETS)
     assert h["workers"] == 0 and h["limits"]["queue_size"] == 3
 
 
@@ -65,8 +71,11 @@ def test_validation_and_limits(idle_server: Server):
     assert "empty" in _error(c.post("/v1/jobs", json={"prompt": "   "}), 422)
     assert "unknown option" in _error(c.post("/v1/jobs", json=job_request(options={"train.nope": 1})), 422)
     assert "integer" in _error(c.post("/v1/jobs", json=job_request(options={"train.render_size": "x"})), 422)
-    assert "between" in _error(
+    assert "field.grid.log2_hashmap_size must be in [1, 26]" in _error(
         c.post("/v1/jobs", json=job_request(options={"field.grid.log2_hashmap_size": 40})), 422
+    )
+    assert "field.grid.log2_hashmap_size = 25 is outside this server's limits [8, 24]" in _error(
+        c.post("/v1/jobs", json=job_request(options={"field.grid.log2_hashmap_size": 25})), 422
     )
     assert "device" in _error(c.post("/v1/jobs", json=job_request(options={"train.device": "cuda"})), 422)
     assert "twice" in _error(c.post("/v1/jobs", json=job_request(options={"train.steps": 5})), 422)

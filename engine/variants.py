@@ -1,7 +1,7 @@
 """One generation job: a resolved config and a list of seeds → one asset per seed (variant).
 
 This is the seam between the front ends (``engine.generate`` on the terminal, ``engine.serve`` over HTTP)
-and the trainer/exporter: both build a :class:`Job` and call :func:`run_variant` per variant with their own
+and the trainer/exporter: both build a :class:`JobPlan` and call :func:`run_variant` per variant with their own
 callbacks. A distributed runner (Ray, many GPUs) maps :func:`run_variant` over the variants instead of
 looping; nothing else changes.
 
@@ -14,7 +14,6 @@ Layout of a job folder::
 
 from __future__ import annotations
 
-import json
 import platform
 import threading
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import engine
+from engine import atomic
 from engine.config import RunConfig
 from engine.train import CHECKPOINT_NAME, Callbacks, Trainer
 
@@ -71,17 +71,17 @@ class Variant:
         return self.run_dir / CHECKPOINT_NAME
 
     @property
-    def record(self) -> Path:
+    def record_path(self) -> Path:
         """run.json, written atomically after the export: its presence means this variant is done."""
         return self.run_dir / "run.json"
 
     @property
     def done(self) -> bool:
-        return self.record.exists()
+        return self.record_path.exists()
 
 
 @dataclass
-class Job:
+class JobPlan:
     """A resolved run config and the seeds to run it with."""
 
     config: RunConfig
@@ -168,10 +168,8 @@ def run_variant(
             "python": platform.python_version(),
         },
     }
-    tmp = variant.run_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(variant.record)
+    atomic.write_json(variant.record_path, record, indent=2)
     return VariantResult("done", variant, result.step, record)
 
 
-__all__ = ["MAX_VARIANTS", "Job", "Variant", "VariantResult", "run_variant", "variant_seeds"]
+__all__ = ["MAX_VARIANTS", "JobPlan", "Variant", "VariantResult", "run_variant", "variant_seeds"]
