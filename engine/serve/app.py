@@ -1,9 +1,9 @@
-"""The HTTP app: routes, limits and error handling. Jobs are stored by :mod:`engine.serve.jobs`, run by a
-:class:`engine.serve.runner.JobRunner`, and streamed by :mod:`engine.serve.events`."""
+"""The HTTP app: its settings and routes. Jobs are stored by :mod:`engine.serve.jobs`, run by a
+:class:`engine.serve.runner.JobRunner`, and streamed by :mod:`engine.serve.events`; the body limit and the
+error responses are :mod:`engine.serve.http`'s."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query
 from fastapi import Path as PathParam
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
 
 import engine
 from engine.config import MAX_PROMPT_CHARS, preset_catalog
@@ -28,6 +26,7 @@ from engine.export.pipeline import output_paths
 from engine.guidance import method_catalog
 from engine.serve.auth import BearerAuth, ensure_token
 from engine.serve.events import EventWriter, sse_stream
+from engine.serve.http import BodyLimit, add_error_handlers
 from engine.serve.jobs import JOB_ID, JobRecord, JobStore
 from engine.serve.models import (
     EVENT_DATA,
@@ -87,62 +86,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 JobId = Annotated[str, PathParam(pattern=JOB_ID.pattern, description="Job id (32 hex digits).")]
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for bodies over ``limit`` bytes, by Content-Length or while streaming."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            await _send_json(send, 413, self._message())
-            return
-        seen = 0
-        started = rejected = False
-
-        async def limited_receive():
-            nonlocal seen, rejected
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit and not rejected:
-                    # Answer now and tell the app the client left: frameworks turn exceptions raised while
-                    # reading the body into their own 400, so raising here would not give a 413.
-                    rejected = True
-                    if not started:
-                        await _send_json(send, 413, self._message())
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message):
-            nonlocal started
-            if rejected:
-                return  # the 413 is already sent; drop whatever the app answers to the "disconnect"
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        await self.app(scope, limited_receive, guarded_send)
-
-    def _message(self) -> str:
-        return f"the request body is larger than {self.limit} bytes"
-
-
-async def _send_json(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 def create_app(settings: ServerSettings, runner: JobRunner | None = None) -> FastAPI:
     """The app for one data folder. The runner defaults to :class:`LocalJobRunner` on engine.device's choice."""
     from engine.device import worker_devices
@@ -183,7 +126,7 @@ def create_app(settings: ServerSettings, runner: JobRunner | None = None) -> Fas
     # Outermost first: auth before anything reads the body.
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(BearerAuth, token=token)
-    _add_error_handlers(app)
+    add_error_handlers(app)
 
     bearer = HTTPBearer(auto_error=False, description="The token in the server's DATA_DIR/token file.")
     api = APIRouter(prefix="/v1", dependencies=[Depends(bearer)], responses=ERRORS)
@@ -408,38 +351,3 @@ def _download_name(job: JobRecord, seed: int, kind: str) -> str:
     """e.g. a_red_cube_s0.glb, a_red_cube_s0_texture.png."""
     slug = re.sub(r"[^a-z0-9]+", "_", job.config.prompt.lower()).strip("_")[:40] or "asset"
     return f"{slug}_s{seed}" + {"glb": ".glb", "texture": "_texture.png", "turntable": "_turntable.png"}[kind]
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            # Starlette names only the first route that matched the path; list every method it has.
-            allowed = set()
-            for route in request.app.router.routes:
-                match, _ = route.matches(request.scope)
-                if match != Match.NONE:
-                    allowed |= getattr(route, "methods", None) or set()
-            headers["Allow"] = ", ".join(sorted(allowed))
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {
-                "loc": [str(p) for p in e.get("loc", ())],
-                "msg": str(e.get("msg", "")),
-                "type": str(e.get("type", "")),
-            }
-            for e in exc.errors()
-        ]
-        text = "; ".join(f"{'.'.join(p['loc'][1:] or p['loc'])}: {p['msg']}" for p in problems[:5])
-        return JSONResponse({"error": f"invalid request: {text}", "detail": problems}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse(
-            {"error": "internal server error (details are in the server's log)"}, status_code=500
-        )
