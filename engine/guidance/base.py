@@ -180,7 +180,10 @@ class Guidance(ABC):
         """When set, :meth:`prompt_noise` returns the same ε every step (fixed-ε seeds)."""
         self._fixed_noise: dict[tuple[int, ...], Tensor] = {}
 
-    @abstractmethod
+    needs_cameras: bool = False
+    """Whether :meth:`direction` uses the cameras (ESD and VSD learn a camera-conditioned model of the
+    renders); the others ignore them."""
+
     def __call__(
         self,
         images: Float[Tensor, "B 3 H W"],
@@ -193,9 +196,41 @@ class Guidance(ABC):
     ) -> GuidanceOutput:
         """Surrogate loss for rendered ``images`` (RGB in [0, 1], differentiable).
 
-        ``cameras`` are the camera-to-world matrices the images were rendered from; methods that learn a
-        camera-conditioned model of the renders (ESD, VSD) need them, the others ignore them.
+        What every score-distillation method does, in this order of random draws: encode the images to
+        z, draw t (:meth:`sample_timesteps`), then the prompt term's ε (:meth:`prompt_noise`), noise
+        z_t = √ᾱ_t z + √(1−ᾱ_t) ε; then the method's :meth:`direction` g (without autograd; the UNet
+        Jacobian is never propagated) and :meth:`output`'s w(t)·g through the surrogate loss.
+        ``cameras`` are the camera-to-world matrices the images were rendered from.
         """
+        if self.needs_cameras and cameras is None:
+            raise ValueError(
+                f"{self.cfg.label} needs the camera-to-world matrix of every view: pass cameras="
+            )
+        z = self.prior.encode_images(images)
+        if self.needs_cameras and cameras.shape != (z.shape[0], 4, 4):
+            raise ValueError(f"cameras must be ({z.shape[0]}, 4, 4) c2w matrices, got {tuple(cameras.shape)}")
+        t = self.sample_timesteps(z, step, total_steps, generator)
+        eps = self.prompt_noise(z.shape, generator)
+        with torch.no_grad():
+            z0 = z.detach()
+            z_t = self.prior.add_noise(z0, eps, t)
+            g, extras = self.direction(z0, z_t, t, eps, text, generator, cameras)
+        return self.output(z, g, t, extras)
+
+    @abstractmethod
+    def direction(
+        self,
+        z: Float[Tensor, "B C h w"],
+        z_t: Float[Tensor, "B C h w"],
+        t: Int[Tensor, " B"],
+        eps: Float[Tensor, "B C h w"],
+        text: PromptEmbeddings,
+        generator: torch.Generator,
+        cameras: Float[Tensor, "B 4 4"] | None,
+    ) -> tuple[Float[Tensor, "B C h w"], dict[str, float]]:
+        """The method's update direction g for the (detached) latents ``z`` noised to ``z_t`` with ``eps``
+        at ``t`` (before w(t) and clipping), and scalars to log. Runs under ``torch.no_grad()``; further
+        random draws come from ``generator``."""
 
     def sample_timesteps(
         self, z: Float[Tensor, "B C h w"], step: int, total_steps: int, generator: torch.Generator

@@ -24,12 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from jaxtyping import Float
-from torch import Tensor
-
 from engine.configbase import setting
-from engine.guidance.base import Guidance, GuidanceConfig, GuidanceOutput, PromptEmbeddings
+from engine.guidance.base import Guidance, GuidanceConfig
 from engine.guidance.sds import cfg_noise
 from engine.priors.base import DiffusionPrior
 
@@ -55,22 +51,7 @@ class CSDConfig(GuidanceConfig):
 class CSDGuidance(Guidance):
     cfg: CSDConfig
 
-    def __call__(
-        self,
-        images: Float[Tensor, "B 3 H W"],
-        text: PromptEmbeddings,
-        step: int,
-        total_steps: int,
-        generator: torch.Generator,
-        *,
-        cameras: Float[Tensor, "B 4 4"] | None = None,
-    ) -> GuidanceOutput:
-        prior = self.prior  # CSD has no use for the cameras
-        z = prior.encode_images(images)
-        t = self.sample_timesteps(z, step, total_steps, generator)
-        eps = self.prompt_noise(z.shape, generator)
-        with torch.no_grad():
-            z_t = prior.add_noise(z.detach(), eps, t)
-            _, eps_cond, eps_uncond = cfg_noise(prior, z_t, t, text, self.cfg.guidance_scale)
-            g = self.cfg.guidance_scale * (eps_cond - eps_uncond)  # eq. 6b
-        return self.output(z, g, t)
+    def direction(self, z, z_t, t, eps, text, generator, cameras):
+        """g = ω · (ε_φ(z_t, y, t) − ε_φ(z_t, t)) (eq. 6b; CSD has no use for the cameras)."""
+        _, eps_cond, eps_uncond = cfg_noise(self.prior, z_t, t, text, self.cfg.guidance_scale)
+        return self.cfg.guidance_scale * (eps_cond - eps_uncond), {}

@@ -35,7 +35,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from engine.configbase import setting
-from engine.guidance.base import Guidance, GuidanceConfig, GuidanceOutput, PromptEmbeddings, TimestepConfig
+from engine.guidance.base import Guidance, GuidanceConfig, TimestepConfig
 from engine.guidance.sds import cfg_noise
 from engine.priors.base import DiffusionPrior
 from engine.priors.lora import LoRADenoiser
@@ -119,36 +119,18 @@ class ESDGuidance(Guidance):
             self.eps_psi = LoRADenoiser(prior, rank=cfg.lora_rank, camera_hidden=cfg.camera_hidden)
         self.optimizer = torch.optim.AdamW(self.eps_psi.parameters(), lr=cfg.lora_lr)
 
-    def __call__(
-        self,
-        images: Float[Tensor, "B 3 H W"],
-        text: PromptEmbeddings,
-        step: int,
-        total_steps: int,
-        generator: torch.Generator,
-        *,
-        cameras: Float[Tensor, "B 4 4"] | None = None,
-    ) -> GuidanceOutput:
-        if cameras is None:
-            raise ValueError("ESD/VSD needs the camera-to-world matrix of every view: pass cameras=")
-        prior, cfg = self.prior, self.cfg
-        z = prior.encode_images(images)
-        if cameras.shape != (z.shape[0], 4, 4):
-            raise ValueError(f"cameras must be ({z.shape[0]}, 4, 4) c2w matrices, got {tuple(cameras.shape)}")
-        t = self.sample_timesteps(z, step, total_steps, generator)
-        eps = self.prompt_noise(z.shape, generator)
-        with torch.no_grad():
-            z_t = prior.add_noise(z.detach(), eps, t)
-            eps_phi, _, _ = cfg_noise(prior, z_t, t, text, cfg.guidance_scale)  # LoRA off: the frozen prior
-            g = eps_phi - self.render_score(z_t, t, text.cond, cameras)
+    needs_cameras = True
+
+    def direction(self, z, z_t, t, eps, text, generator, cameras):
+        """g = ε̂^ω_φ − λ·ε_ψ(∅) − (1−λ)·ε_ψ(c) (eq. 9), then ``lora_steps`` fits of ε_ψ to the renders."""
+        eps_phi, _, _ = cfg_noise(self.prior, z_t, t, text, self.cfg.guidance_scale)  # LoRA off: frozen prior
+        g = eps_phi - self.render_score(z_t, t, text.cond, cameras)
         losses, dropped = [], 0
-        for _ in range(cfg.lora_steps):
-            loss, n = self.train_eps_psi(z.detach(), text.cond, cameras, generator)
+        for _ in range(self.cfg.lora_steps):
+            loss, n = self.train_eps_psi(z, text.cond, cameras, generator)
             losses.append(loss)
             dropped += n
-        return self.output(
-            z, g, t, {"lora_loss": sum(losses) / len(losses), "cameras_dropped": float(dropped)}
-        )
+        return g, {"lora_loss": sum(losses) / len(losses), "cameras_dropped": float(dropped)}
 
     def render_score(
         self,
@@ -186,10 +168,11 @@ class ESDGuidance(Guidance):
         t = self.cfg.lora_timesteps.sample(b, self.prior.num_train_timesteps, 0, 1, generator).to(z.device)
         noise = self.sample_noise(z.shape, generator)
         z_t = self.prior.add_noise(z, noise, t)
-        pred = self.eps_psi.predict_noise(z_t, t, cond, cameras, drop, grad=True)
-        loss = ((pred - noise) ** 2).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with torch.enable_grad():  # direction() runs without autograd; ε_ψ's own fit needs it
+            pred = self.eps_psi.predict_noise(z_t, t, cond, cameras, drop, grad=True)
+            loss = ((pred - noise) ** 2).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         self.optimizer.step()
         return float(loss.detach()), int(drop.sum())
 

@@ -34,11 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from jaxtyping import Float
-from torch import Tensor
 
 from engine.configbase import setting
-from engine.guidance.base import Guidance, GuidanceConfig, GuidanceOutput, PromptEmbeddings, Weighting
+from engine.guidance.base import Guidance, GuidanceConfig, Weighting
 from engine.guidance.corrective import (
     ManifoldCorrective,
     check_compatible,
@@ -95,50 +93,30 @@ class LMCSDSGuidance(Guidance):
         log.info("lmc-sds: corrective from %s", folder)
         self.corrective_dir: Path = folder
 
-    def __call__(
-        self,
-        images: Float[Tensor, "B 3 H W"],
-        text: PromptEmbeddings,
-        step: int,
-        total_steps: int,
-        generator: torch.Generator,
-        *,
-        cameras: Float[Tensor, "B 4 4"] | None = None,
-    ) -> GuidanceOutput:
-        prior, cfg = self.prior, self.cfg  # LMC-SDS has no use for the cameras
-        z = prior.encode_images(images)
-        t = self.sample_timesteps(z, step, total_steps, generator)
-        fixed = self.fixed_noise_seed is not None
-        eps = self.prompt_noise(z.shape, generator)  # fixed with fixed-ε seeds, else fresh
-        with torch.no_grad():
-            z0 = z.detach()
-            z_t = prior.add_noise(z0, eps, t)
-            if fixed:  # L_lmc keeps sampling: its own z'_t, one more unconditional UNet pass
-                z_t_lmc = prior.add_noise(z0, self.sample_noise(z.shape, generator), t)
-                e = prior.predict_noise(
-                    torch.cat([z_t, z_t, z_t_lmc]),
-                    torch.cat([t, t, t]),
-                    torch.cat([text.uncond, text.cond, text.uncond]),
-                )
-                e_uncond, e_cond, e_uncond_lmc = e.chunk(3)
-            else:  # one ε for both terms: z'_t = z_t
-                z_t_lmc = z_t
-                e = prior.predict_noise(
-                    torch.cat([z_t, z_t]), torch.cat([t, t]), torch.cat([text.uncond, text.cond])
-                )
-                e_uncond, e_cond = e.chunk(2)
-                e_uncond_lmc = e_uncond
-            omega = cfg.guidance_scale
-            grad_cond = omega * (e_cond - e_uncond)  # eq. 6b
-            z_hat = denoised_estimate(prior, z_t_lmc, t, e_uncond_lmc, self.corrective.cfg.x0_clip)
-            b_hat = renormalise(self.corrective(z0, t.float() / prior.num_train_timesteps), z_hat)  # eq. 10
-            grad_lmc = b_hat - z_hat  # eq. 9
-        return self.output(
-            z,
-            (grad_cond + grad_lmc) / omega,
-            t,
-            {
-                "cond_norm": float((grad_cond / omega).flatten(1).norm(dim=1).mean()),
-                "lmc_norm": float((grad_lmc / omega).flatten(1).norm(dim=1).mean()),
-            },
-        )
+    def direction(self, z, z_t, t, eps, text, generator, cameras):
+        """g = (ω(ε_φ(z_t, y, t) − ε_φ(z_t, t)) + (b̂(z, t) − ẑ_t)) / ω (eq. 6b + 9; no use for the cameras)."""
+        prior = self.prior
+        if self.fixed_noise_seed is not None:  # L_lmc keeps sampling: its own z'_t, one more UNet pass
+            z_t_lmc = prior.add_noise(z, self.sample_noise(z.shape, generator), t)
+            e = prior.predict_noise(
+                torch.cat([z_t, z_t, z_t_lmc]),
+                torch.cat([t, t, t]),
+                torch.cat([text.uncond, text.cond, text.uncond]),
+            )
+            e_uncond, e_cond, e_uncond_lmc = e.chunk(3)
+        else:  # one ε for both terms: z'_t = z_t
+            z_t_lmc = z_t
+            e = prior.predict_noise(
+                torch.cat([z_t, z_t]), torch.cat([t, t]), torch.cat([text.uncond, text.cond])
+            )
+            e_uncond, e_cond = e.chunk(2)
+            e_uncond_lmc = e_uncond
+        omega = self.cfg.guidance_scale
+        grad_cond = omega * (e_cond - e_uncond)  # eq. 6b
+        z_hat = denoised_estimate(prior, z_t_lmc, t, e_uncond_lmc, self.corrective.cfg.x0_clip)
+        b_hat = renormalise(self.corrective(z, t.float() / prior.num_train_timesteps), z_hat)  # eq. 10
+        grad_lmc = b_hat - z_hat  # eq. 9
+        return (grad_cond + grad_lmc) / omega, {
+            "cond_norm": float((grad_cond / omega).flatten(1).norm(dim=1).mean()),
+            "lmc_norm": float((grad_lmc / omega).flatten(1).norm(dim=1).mean()),
+        }

@@ -17,7 +17,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from engine.configbase import setting
-from engine.guidance.base import Guidance, GuidanceConfig, GuidanceOutput, PromptEmbeddings
+from engine.guidance.base import Guidance, GuidanceConfig, PromptEmbeddings
 from engine.priors.base import DiffusionPrior
 
 
@@ -53,21 +53,7 @@ def cfg_noise(
 class SDSGuidance(Guidance):
     cfg: SDSConfig
 
-    def __call__(
-        self,
-        images: Float[Tensor, "B 3 H W"],
-        text: PromptEmbeddings,
-        step: int,
-        total_steps: int,
-        generator: torch.Generator,
-        *,
-        cameras: Float[Tensor, "B 4 4"] | None = None,
-    ) -> GuidanceOutput:
-        prior = self.prior  # SDS has no use for the cameras
-        z = prior.encode_images(images)
-        t = self.sample_timesteps(z, step, total_steps, generator)
-        eps = self.prompt_noise(z.shape, generator)
-        with torch.no_grad():
-            z_t = prior.add_noise(z.detach(), eps, t)
-            eps_hat, _, _ = cfg_noise(prior, z_t, t, text, self.cfg.guidance_scale)
-        return self.output(z, eps_hat - eps, t)
+    def direction(self, z, z_t, t, eps, text, generator, cameras):
+        """g = ε̂^ω_φ(z_t, y, t) − ε (SDS has no use for the cameras)."""
+        eps_hat, _, _ = cfg_noise(self.prior, z_t, t, text, self.cfg.guidance_scale)
+        return eps_hat - eps, {}
