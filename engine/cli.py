@@ -156,6 +156,9 @@ def add_config_flags(
                     [
                         leaf.doc,
                         None if bounds is None else f"Must be {bounds.rule()}.",
+                        None
+                        if leaf.serve is None
+                        else f"A server accepts {leaf.serve.ge:g} to {leaf.serve.le:g}.",
                         notes.get(path, ""),
                         None if defaults is None else f"(default: {_shown(get_path(defaults, path))})",
                     ],
