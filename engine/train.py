@@ -121,7 +121,10 @@ class Trainer:
             cond = torch.cat([self.text[v] for v in self.sampler.views(cams)])
         else:
             cond = self.text[None].expand(len(cams), -1, -1)
-        return PromptEmbeddings(cond=cond, uncond=self.text[""].expand(len(cams), -1, -1))
+        b = len(cams)
+        return PromptEmbeddings(
+            cond=cond, uncond=self.text[""].expand(b, -1, -1), plain=self.text[None].expand(b, -1, -1)
+        )
 
     # ------------------------------------------------------------------ loop
     def train_step(self) -> dict[str, float]:

@@ -42,6 +42,17 @@ class PromptEmbeddings:
     """Embedding of each view's prompt (view suffix included when enabled)."""
     uncond: Float[Tensor, "B S D"]
     """Embedding of the empty prompt, repeated per view (classifier-free guidance)."""
+    plain: Float[Tensor, "B S D"] | None = None
+    """Embedding of the prompt without its view suffix, per view (None: ``cond`` has no suffix)."""
+
+    @property
+    def view_free(self) -> Float[Tensor, "B S D"]:
+        """The prompt as a model of the renders must see it: without the view suffix. Only the pretrained
+        ε_φ is given view-dependent prompts; a learned model of the renders (ESD's ε_ψ) is conditioned on
+        the camera itself, so a suffix would leak the view into its camera-free branch ε_ψ(x_t, t, ∅, y)
+        and it would no longer be the camera-marginal score of ESD eq. 8–9 (ProlificDreamer and
+        threestudio give their LoRA model the plain prompt too)."""
+        return self.cond if self.plain is None else self.plain
 
 
 @dataclass

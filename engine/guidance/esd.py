@@ -15,7 +15,9 @@ opposite sign, and that is the one implemented, matching SDS's ε̂ − ε). λ 
 propagated, and the gradient reaches the field through ½‖z − sg(z − g)‖²/B.
 
 ε_ψ (:class:`engine.priors.lora.LoRADenoiser`) is the prior's UNet with a LoRA and a camera embedding
-(ProlificDreamer's parameterisation). After each field gradient it is fitted to the current renders
+(ProlificDreamer's parameterisation). It is given the prompt without its view suffix
+(``PromptEmbeddings.view_free``), in its fit and in both branches: only the pretrained ε_φ sees view
+suffixes, so ε_ψ(x_t, t, ∅, y) is the camera-marginal score of eq. 8–9. After each field gradient it is fitted to the current renders
 (detached) with the diffusion loss of eq. 3, ‖ε_ψ(α_t z + σ_t ε', t, c, y) − ε'‖² (w(t) = 1 as in
 ProlificDreamer's code), where each view's camera is replaced by ∅ with probability p_∅ so the
 camera-free branch is learned too — the classifier-free-guidance training the paper follows (Algorithm 1
@@ -124,10 +126,10 @@ class ESDGuidance(Guidance):
     def direction(self, z, z_t, t, eps, text, generator, cameras):
         """g = ε̂^ω_φ − λ·ε_ψ(∅) − (1−λ)·ε_ψ(c) (eq. 9), then ``lora_steps`` fits of ε_ψ to the renders."""
         eps_phi, _, _ = cfg_noise(self.prior, z_t, t, text, self.cfg.guidance_scale)  # LoRA off: frozen prior
-        g = eps_phi - self.render_score(z_t, t, text.cond, cameras)
+        g = eps_phi - self.render_score(z_t, t, text.view_free, cameras)  # ε_ψ never sees view suffixes
         losses, dropped = [], 0
         for _ in range(self.cfg.lora_steps):
-            loss, n = self.train_eps_psi(z, text.cond, cameras, generator)
+            loss, n = self.train_eps_psi(z, text.view_free, cameras, generator)
             losses.append(loss)
             dropped += n
         return g, {"lora_loss": sum(losses) / len(losses), "cameras_dropped": float(dropped)}

@@ -35,8 +35,12 @@ def prior_and_dir(request):
 
 
 def text_for(prior, prompts):
+    """Embeddings as the trainer makes them: ``cond`` with each view's suffix, ``plain`` without it."""
+    plain = [p.split(",")[0] for p in prompts]
     return PromptEmbeddings(
-        cond=prior.encode_prompts(prompts), uncond=prior.encode_prompts([""] * len(prompts))
+        cond=prior.encode_prompts(prompts),
+        uncond=prior.encode_prompts([""] * len(prompts)),
+        plain=prior.encode_prompts(plain),
     )
 
 
@@ -97,8 +101,9 @@ def expected_image_grad(prior, folder, guidance, images, text, c2w, seed, lam):
             torch.cat([z_t, z_t]), torch.cat([t, t]), torch.cat([text.uncond, text.cond])
         ).sample.chunk(2)
         emb = camera_embedding(guidance.eps_psi, c2w)
-        psi_c = lora(z_t, t, encoder_hidden_states=text.cond, class_labels=emb).sample
-        psi_0 = lora(z_t, t, encoder_hidden_states=text.cond, class_labels=torch.zeros_like(emb)).sample
+        # ε_ψ sees the prompt without its view suffix (ESD eq. 8–9: ε_ψ(∅) is the camera-marginal score).
+        psi_c = lora(z_t, t, encoder_hidden_states=text.plain, class_labels=emb).sample
+        psi_0 = lora(z_t, t, encoder_hidden_states=text.plain, class_labels=torch.zeros_like(emb)).sample
     w = 1 - ab
     eps_phi = e_u + cfg.guidance_scale * (e_c - e_u)
     if lam == 0.0:  # VSD (ProlificDreamer), written out on its own
@@ -115,7 +120,8 @@ def run_formula_check(prior, folder, cfg, lam):
     torch.manual_seed(0)
     size = prior.resolution
     images = torch.rand(2, 3, size, size, requires_grad=True)
-    text = text_for(prior, ["a red cube", "a blue sphere, front view"])
+    text = text_for(prior, ["a red cube, back view", "a blue sphere, front view"])
+    assert (text.cond - text.plain).abs().max() > 1e-3  # else a suffix leaking into ε_ψ would go unseen
     c2w = cameras(2)
     guidance = cfg.setup(prior, seed=3)
     randomise(guidance.eps_psi)
