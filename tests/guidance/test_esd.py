@@ -316,3 +316,22 @@ def test_cli_flags_reach_the_esd_config():
     cfg = build_config(args.prompt, args.method, "builtin", args.preset, overrides_from(args, paths))
     assert cfg.guidance.lam == 0.3 and cfg.guidance.lora_timesteps.t_max == 0.9
     assert "ε_ψ" in parser.format_help()  # help comes from the ESD config docstrings
+
+
+def test_the_camera_gap_is_zero_at_initialisation_and_grows_once_eps_psi_differs(pixel_prior):
+    """ESD logs ‖ε_ψ(c) − ε_ψ(∅)‖ / ‖ε_ψ(∅)‖: 0 for a fresh ε_ψ (λ has no effect yet), > 0 once it has learnt."""
+    size = pixel_prior.resolution
+    images = torch.rand(2, 3, size, size)
+    text = text_for(pixel_prior, ["a red cube, back view", "a blue sphere, front view"])
+    fresh = ESDConfig(lora_steps=1).setup(pixel_prior, seed=0)
+    gap = fresh.render_score(images * 2 - 1, torch.tensor([500, 500]), text.view_free, cameras(2))[1]
+    assert gap == 0.0
+    randomise(fresh.eps_psi)
+    gap = fresh.render_score(images * 2 - 1, torch.tensor([500, 500]), text.view_free, cameras(2))[1]
+    assert gap > 1e-3
+    assert (
+        ESDConfig(lam=1.0)
+        .setup(pixel_prior)
+        .render_score(images * 2 - 1, torch.tensor([500, 500]), text.view_free, cameras(2))[1]
+        is None
+    )  # one branch only: nothing to compare
