@@ -97,8 +97,9 @@ class PriorTrainConfig:
     """Write the model from the latest checkpoint without training (e.g. to look at a run in progress)."""
 
 
-def build_models(cfg: PriorTrainConfig, vocab: list[str]):
-    from diffusers import DDPMScheduler, UNet2DConditionModel
+def build_text_model(vocab: list[str], text_dim: int, text_layers: int):
+    """The word-level tokenizer of the world's vocabulary and a small CLIP text encoder trained with the UNet
+    (shared by the built-in pixel prior and the latent prior)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from engine.priors.words import word_level_tokenizer
@@ -107,9 +108,9 @@ def build_models(cfg: PriorTrainConfig, vocab: list[str]):
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer),
-            hidden_size=cfg.text_dim,
-            intermediate_size=2 * cfg.text_dim,
-            num_hidden_layers=cfg.text_layers,
+            hidden_size=text_dim,
+            intermediate_size=2 * text_dim,
+            num_hidden_layers=text_layers,
             num_attention_heads=4,
             max_position_embeddings=tokenizer.model_max_length,
             pad_token_id=tokenizer.pad_token_id,
@@ -117,6 +118,13 @@ def build_models(cfg: PriorTrainConfig, vocab: list[str]):
             eos_token_id=tokenizer.eos_token_id,
         )
     )
+    return tokenizer, text_encoder
+
+
+def build_models(cfg: PriorTrainConfig, vocab: list[str]):
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    tokenizer, text_encoder = build_text_model(vocab, cfg.text_dim, cfg.text_layers)
     c = cfg.unet_channels
     unet = UNet2DConditionModel(
         sample_size=cfg.resolution,

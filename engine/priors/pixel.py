@@ -113,29 +113,3 @@ class PixelDiffusionPrior(DiffusionPrior):
 
     def _decode(self, z: Float[Tensor, "B 3 R R"]) -> Float[Tensor, "B 3 R R"]:
         return (z.float() + 1.0) / 2.0
-
-    def vocabulary_check(self, prompt: str) -> None:
-        """With a word-level tokenizer, raise ``ValueError`` naming unknown words and the known ones.
-
-        Case and punctuation follow the tokenizer's own normaliser and pre-tokenizer (the built-in
-        prior lower-cases and splits commas off). Other tokenizers (BPE, ...) are open-vocabulary: no-op.
-        """
-        from tokenizers.models import WordLevel
-
-        backend = getattr(self._tokenizer, "backend_tokenizer", None)
-        if backend is None or not isinstance(backend.model, WordLevel):
-            return
-        enc = backend.encode(prompt, add_special_tokens=False)
-        unk = self._tokenizer.unk_token_id
-        unknown = list(
-            dict.fromkeys(prompt[s:e] for i, (s, e) in zip(enc.ids, enc.offsets, strict=True) if i == unk)
-        )
-        if unknown:
-            special = set(self._tokenizer.all_special_tokens)
-            vocab = backend.get_vocab(with_added_tokens=False)
-            known = [w for w in sorted(vocab, key=vocab.__getitem__) if w not in special]
-            raise ValueError(
-                f"unknown word(s) {', '.join(map(repr, unknown))} in prompt {prompt!r}: the prior {self.name} "
-                f"knows only {', '.join(map(repr, known))}. Rephrase with those words, or use a Stable "
-                "Diffusion prior (--prior sd) for open-vocabulary prompts."
-            )

@@ -1,0 +1,341 @@
+"""Train a 64 px latent prior of the procedural world in Stable Diffusion's layout (issue 15, part 1).
+
+    python scripts/train_latent_prior.py --max-minutes 110        # resumes automatically if interrupted
+    python scripts/train_latent_prior.py --help                   # every setting, from the config docs
+
+Why latent: `scripts/probe_prior_cost.py` (results/prior_cost.json) measured a UNet step on 16×16×4 latents
+at 0.27× the cost of today's 32 px pixel UNet step and a 64 px pixel UNet at 4.9×, so 64 px fronts (a
+snowman's nose, a house's door) are affordable only in latent space. The output is a diffusers folder with
+``vae/``, ``unet/``, ``text_encoder/``, ``tokenizer/`` and ``scheduler/``, which ``--prior DIR`` loads through
+``engine.priors.stable_diffusion`` — so the Stable Diffusion code path runs with trained weights on CPU.
+
+One resumable run in two stages over one step counter:
+
+1. steps ``0 … vae_steps-1``: an ``AutoencoderKL`` (3 levels: 64 px → 16 × 16 × 4) on world images, loss
+   = L1 + MSE reconstruction + ``kl_weight`` · KL (a near-deterministic autoencoder, as SD's VAE is);
+2. at the switch, the latents' scaling factor 1/σ(z) is measured on a fixed batch (SD's convention, so
+   the UNet sees unit-variance latents), the VAE is frozen;
+3. steps ``vae_steps …``: the text-conditioned UNet + text encoder on the frozen VAE's latent means, with the
+   built-in pixel prior's recipe (cosine schedule, min-SNR-γ weights, caption dropout, EMA weights).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import engine  # noqa: E402,F401  (THP before torch allocates)
+from engine.configbase import to_dict  # noqa: E402
+from scripts.train_builtin_prior import EMA, build_text_model  # noqa: E402
+from scripts.training_common import (  # noqa: E402
+    TrainingRun,
+    changed_settings,
+    command_line,
+    machine_info,
+    parse_train_config,
+    set_lr,
+    warmup_cosine,
+)
+
+PROG = "python scripts/train_latent_prior.py"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class LatentPriorTrainConfig:
+    """Training of the 64 px latent prior (VAE, then UNet on its latents)."""
+
+    out: str = str(REPO / "outputs" / "latent_prior")
+    """Folder the finished model is written to (diffusers layout with vae/)."""
+    work_dir: str = str(REPO / "outputs" / "latent_prior_train")
+    """Checkpoints and the loss log; a run resumes from here when a checkpoint exists."""
+    seed: int = 0
+    """Seeds data, initialisation and noise."""
+    resolution: int = 64
+    """Native image resolution of the prior."""
+    max_minutes: float = 110.0
+    """Wall-clock budget over both stages; at the limit the run checkpoints and writes the model."""
+    vae_steps: int = 2000
+    """Steps of stage 1 (the autoencoder)."""
+    vae_batch_size: int = 32
+    """Images per autoencoder step."""
+    vae_lr: float = 1e-3
+    """AdamW learning rate of the autoencoder (cosine decay over vae_steps)."""
+    vae_channels: tuple[int, int, int] = (32, 64, 64)
+    """AutoencoderKL block_out_channels (3 levels: the latent is resolution / 4 on a side)."""
+    latent_channels: int = 4
+    """Channels of the latent (Stable Diffusion's 4)."""
+    kl_weight: float = 1e-6
+    """Weight of the KL term (SD's VAE: ~1e-6, nearly a plain autoencoder)."""
+    steps: int = 14000
+    """Total steps, both stages (the UNet trains for steps − vae_steps)."""
+    batch_size: int = 64
+    """Images per UNet step."""
+    lr: float = 1e-3
+    """AdamW learning rate of the UNet and text encoder (warm-up, then cosine decay)."""
+    warmup_steps: int = 200
+    """Linear learning-rate warm-up of the UNet stage."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    ema_decay: float = 0.999
+    """EMA decay of the shipped UNet and text encoder weights."""
+    caption_dropout: float = 0.1
+    """Probability of training on the empty caption (classifier-free guidance)."""
+    min_snr_gamma: float = 5.0
+    """min-SNR-γ loss weighting for ε-prediction (0: plain MSE)."""
+    beta_schedule: str = "squaredcos_cap_v2"
+    """DDPM beta schedule (cosine: ~zero terminal SNR)."""
+    num_train_timesteps: int = 1000
+    """Diffusion steps T."""
+    unet_channels: tuple[int, int, int] = (32, 64, 128)
+    """UNet block_out_channels on the latents (16 → 8 → 4)."""
+    text_dim: int = 64
+    """Text encoder width (also the UNet's cross-attention dim)."""
+    text_layers: int = 2
+    """Text encoder transformer layers."""
+    checkpoint_every: int = 200
+    """Steps between checkpoints."""
+    log_every: int = 25
+    """Steps between loss log lines."""
+    fresh: bool = False
+    """Ignore an existing checkpoint in work_dir and start over."""
+    export_only: bool = False
+    """Write the model from the latest checkpoint without training."""
+
+
+RESUMABLE = {"fresh", "max_minutes", "steps", "checkpoint_every", "log_every", "export_only", "out"}
+"""Settings that may change when resuming."""
+
+
+def build_vae(cfg: LatentPriorTrainConfig):
+    from diffusers import AutoencoderKL
+
+    n = len(cfg.vae_channels)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=cfg.vae_channels,
+        layers_per_block=1,
+        latent_channels=cfg.latent_channels,
+        norm_num_groups=8,
+        sample_size=cfg.resolution,
+    )
+
+
+def build_unet(cfg: LatentPriorTrainConfig):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=cfg.resolution // 2 ** (len(cfg.vae_channels) - 1),
+        in_channels=cfg.latent_channels,
+        out_channels=cfg.latent_channels,
+        block_out_channels=cfg.unet_channels,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cfg.text_dim,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+
+
+def train(cfg: LatentPriorTrainConfig, command: str) -> dict:
+    from diffusers import DDPMScheduler
+
+    from engine.world.data import WorldConfig, WorldSampler, vocabulary
+
+    if not 0 < cfg.vae_steps < cfg.steps:
+        raise SystemExit(f"error: need 0 < vae-steps < steps (got {cfg.vae_steps}, {cfg.steps})")
+    torch.manual_seed(cfg.seed)
+    world = WorldSampler(WorldConfig(size=cfg.resolution))
+    tokenizer, text_encoder = build_text_model(vocabulary(), cfg.text_dim, cfg.text_layers)
+    vae, unet = build_vae(cfg), build_unet(cfg)
+    scheduler = DDPMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps,
+        beta_schedule=cfg.beta_schedule,
+        prediction_type="epsilon",
+        clip_sample=False,  # latents are not bounded like pixels
+    )
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    vae_opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = EMA(params, cfg.ema_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    scaling = {"factor": None}
+    run = TrainingRun(Path(cfg.work_dir))
+    if run.checkpoint_path.exists() and not cfg.fresh:
+        state = torch.load(run.checkpoint_path, weights_only=False)
+        if changed_settings(state["config"], to_dict(cfg), RESUMABLE) is not None:
+            raise SystemExit(
+                f"error: {run.checkpoint_path} was made with other settings; pass --fresh to start over"
+            )
+        vae.load_state_dict(state["vae"])
+        vae_opt.load_state_dict(state["vae_opt"])
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        opt.load_state_dict(state["opt"])
+        ema.shadow, ema.n = state["ema"], state["ema_n"]
+        scaling["factor"] = state["scaling_factor"]
+        gen.set_state(state["gen"])
+        run.restore(state)
+    elif cfg.fresh and run.log_path.exists():
+        run.log_path.unlink()
+
+    ab = scheduler.alphas_cumprod.float()
+    snr = ab / (1 - ab)
+    loss_weight = (snr.clamp(max=cfg.min_snr_gamma) / snr) if cfg.min_snr_gamma > 0 else torch.ones_like(snr)
+    empty_ids = tokenizer([""], padding="max_length", return_tensors="pt").input_ids
+    vae_lr_at = warmup_cosine(cfg.vae_lr, 100, cfg.vae_steps)
+    lr_at = warmup_cosine(cfg.lr, cfg.warmup_steps, cfg.steps - cfg.vae_steps)
+
+    def checkpoint_state() -> dict:
+        return run.progress_state(cfg) | {
+            "vae": vae.state_dict(),
+            "vae_opt": vae_opt.state_dict(),
+            "unet": unet.state_dict(),
+            "text_encoder": text_encoder.state_dict(),
+            "opt": opt.state_dict(),
+            "ema": ema.shadow,
+            "ema_n": ema.n,
+            "scaling_factor": scaling["factor"],
+            "running": run.running,
+            "gen": gen.get_state(),
+        }
+
+    def freeze_vae() -> None:
+        """Stage 1 → 2: freeze the VAE and measure the scaling factor 1/σ(z) on a fixed batch."""
+        vae.eval().requires_grad_(False)
+        if scaling["factor"] is None:
+            probe = WorldSampler(WorldConfig(size=cfg.resolution, seed=cfg.seed + 1))
+            images = probe.sample_batch(256, torch.Generator().manual_seed(cfg.seed + 1)).images
+            with torch.no_grad():
+                z = torch.cat(
+                    [vae.encode(images[i : i + 64] * 2 - 1).latent_dist.mean for i in range(0, 256, 64)]
+                )
+            scaling["factor"] = float(1.0 / z.std())
+            print(f"VAE frozen after {cfg.vae_steps} steps; latent σ {float(z.std()):.4f}", flush=True)
+
+    if run.step >= cfg.vae_steps:
+        freeze_vae()
+    if cfg.export_only:
+        if run.step <= cfg.vae_steps:
+            raise SystemExit(f"error: --export-only needs a checkpoint past the VAE stage in {run.work_dir}")
+        return export_model(
+            cfg, command, vae, unet, text_encoder, tokenizer, scheduler, params, ema, run, scaling
+        )
+
+    for step in run.steps(cfg.steps, cfg.max_minutes, cfg.checkpoint_every, checkpoint_state):
+        if step < cfg.vae_steps:  # stage 1: the autoencoder
+            x = world.sample_batch(cfg.vae_batch_size, gen).images * 2 - 1
+            post = vae.encode(x).latent_dist
+            rec = vae.decode(post.sample(generator=gen)).sample
+            recon = F.l1_loss(rec, x) + F.mse_loss(rec, x)
+            loss = recon + cfg.kl_weight * post.kl().mean()
+            set_lr(vae_opt, vae_lr_at(step))
+            vae_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            vae_opt.step()
+            value, stage, lr = float(recon.detach()), "vae", vae_lr_at(step)
+        else:  # stage 2: the latent diffusion model
+            if step == cfg.vae_steps:
+                freeze_vae()
+                run.running = None  # a new loss starts its own average
+            batch = world.sample_batch(cfg.batch_size, gen)
+            with torch.no_grad():
+                z0 = vae.encode(batch.images * 2 - 1).latent_dist.mean * scaling["factor"]
+            ids = tokenizer(batch.captions, padding="max_length", return_tensors="pt").input_ids
+            drop = torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout
+            ids[drop] = empty_ids
+            t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen)
+            noise = torch.randn(z0.shape, generator=gen)
+            a = ab[t].view(-1, 1, 1, 1)
+            zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+            pred = unet(zt, t, encoder_hidden_states=text_encoder(ids).last_hidden_state).sample
+            per = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+            loss = (per * loss_weight[t]).mean()
+            k = step - cfg.vae_steps
+            set_lr(opt, lr_at(k))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            ema.update(params)
+            value, stage, lr = float(per.detach().mean()), "unet", lr_at(k)
+        run.count(value, keep=0.98, new=0.02)
+        if run.step % cfg.log_every == 0:
+            rec = {
+                "step": run.step,
+                "stage": stage,
+                "loss": float(loss.detach()),
+                "avg": run.running,
+                "lr": lr,
+            }
+            run.log(
+                rec | {"min": run.elapsed / 60},
+                f"step {run.step:5d}  {stage}  loss {float(loss.detach()):.4f}  avg {run.running:.4f}  {run.elapsed / 60:.1f} min",
+            )
+    if run.step <= cfg.vae_steps:
+        print(f"stopped in the VAE stage at step {run.step}; run again to continue", flush=True)
+        return {}
+    return export_model(
+        cfg, command, vae, unet, text_encoder, tokenizer, scheduler, params, ema, run, scaling
+    )
+
+
+def export_model(
+    cfg, command, vae, unet, text_encoder, tokenizer, scheduler, params, ema, run, scaling
+) -> dict:
+    """Write the frozen VAE (with its scaling factor) and the EMA UNet + text encoder in SD layout."""
+    ema.copy_to(params)
+    unet.eval()
+    text_encoder.eval()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    vae.register_to_config(scaling_factor=scaling["factor"])
+    vae.save_pretrained(out / "vae", safe_serialization=True)
+    unet.save_pretrained(out / "unet", safe_serialization=True)
+    text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
+    tokenizer.save_pretrained(out / "tokenizer")
+    scheduler.save_pretrained(out / "scheduler")
+    (out / "model_index.json").write_text(
+        json.dumps({"_class_name": "BuiltinLatentPrior", "_diffusers_version": "0.42.1"}, indent=2)
+    )
+    info = {
+        "command": command,
+        "seed": cfg.seed,
+        "steps": run.step,
+        "vae_steps": cfg.vae_steps,
+        "wall_minutes": round(run.elapsed / 60, 1),
+        "final_mse_avg": run.running,
+        "scaling_factor": scaling["factor"],
+        "params": {
+            "vae": sum(p.numel() for p in vae.parameters()),
+            "unet": sum(p.numel() for p in unet.parameters()),
+            "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
+        },
+        "config": to_dict(cfg),
+        "machine": machine_info(),
+    }
+    (out / "training.json").write_text(json.dumps(info, indent=2))
+    print(f"wrote {out} after {run.step} steps, {run.elapsed / 60:.1f} min", flush=True)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    _, cfg = parse_train_config(PROG, __doc__.split("\n\n")[0], LatentPriorTrainConfig, argv)
+    train(cfg, command_line(PROG, argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
