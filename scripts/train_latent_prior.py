@@ -63,7 +63,7 @@ class LatentPriorTrainConfig:
     max_minutes: float = 110.0
     """Wall-clock budget over both stages; at the limit the run checkpoints and writes the model."""
     vae_steps: int = 800
-    """Steps of stage 1 (the autoencoder; ~2 s each at batch 32 on this CPU, so ~25 min)."""
+    """Steps of stage 1 (the autoencoder); the loss log records the minutes as it goes."""
     vae_batch_size: int = 32
     """Images per autoencoder step."""
     vae_lr: float = 1e-3
@@ -75,8 +75,7 @@ class LatentPriorTrainConfig:
     kl_weight: float = 1e-6
     """Weight of the KL term (SD's VAE: ~1e-6, nearly a plain autoencoder)."""
     steps: int = 7000
-    """Total steps, both stages (the UNet trains for steps − vae_steps; ~0.7 s each at batch 64 with the
-    frozen encoder's forward pass)."""
+    """Total steps, both stages (the UNet trains for steps − vae_steps)."""
     batch_size: int = 64
     """Images per UNet step."""
     lr: float = 1e-3
