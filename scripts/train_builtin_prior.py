@@ -27,18 +27,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 import engine  # noqa: E402,F401  (THP before torch allocates)
 from engine.configbase import to_dict  # noqa: E402
 from scripts.training_common import (  # noqa: E402
+    DenoisingTrainer,
+    DiffusionRecipe,
     TrainingRun,
     changed_settings,
     command_line,
     machine_info,
     parse_train_config,
-    set_lr,
-    warmup_cosine,
 )
 
 PROG = "python scripts/train_builtin_prior.py"
@@ -46,8 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
-class PriorTrainConfig:
-    """Training of the built-in prior."""
+class PriorTrainConfig(DiffusionRecipe):
+    """Training of the built-in prior (the diffusion recipe's settings are :class:`DiffusionRecipe`'s)."""
 
     out: str = str(REPO / "engine" / "priors" / "builtin")
     """Folder the finished model is written to (diffusers layout + model card)."""
@@ -59,34 +58,12 @@ class PriorTrainConfig:
     """Optimisation steps (the run also stops at max_minutes)."""
     max_minutes: float = 55.0
     """Wall-clock budget; at the limit the run checkpoints and writes the model."""
-    batch_size: int = 64
-    """Images per step."""
     resolution: int = 32
     """Native resolution of the prior (the engine renders at 64 and downsamples)."""
-    lr: float = 1e-3
-    """AdamW learning rate (after warm-up; cosine decay to 10% at the last step)."""
-    warmup_steps: int = 200
-    """Linear learning-rate warm-up."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    ema_decay: float = 0.999
-    """EMA decay of the shipped weights (with the usual (1+n)/(10+n) warm-up)."""
-    caption_dropout: float = 0.1
-    """Probability of training on the empty caption (classifier-free guidance)."""
-    min_snr_gamma: float = 5.0
-    """min-SNR-γ loss weighting for ε-prediction: min(SNR, γ)/SNR (0: plain MSE)."""
-    beta_schedule: str = "squaredcos_cap_v2"
-    """DDPM beta schedule (cosine: ~zero terminal SNR)."""
-    num_train_timesteps: int = 1000
-    """Diffusion steps T."""
     unet_channels: tuple[int, int, int] = (32, 64, 128)
     """UNet block_out_channels (32 → 16 → 8 px)."""
     layers_per_block: int = 1
     """ResNet layers per UNet block."""
-    text_dim: int = 64
-    """Text encoder width (also the UNet's cross-attention dim)."""
-    text_layers: int = 2
-    """Text encoder transformer layers."""
     checkpoint_every: int = 200
     """Steps between checkpoints."""
     log_every: int = 25
@@ -151,25 +128,6 @@ def build_models(cfg: PriorTrainConfig, vocab: list[str]):
 RESUMABLE = {"fresh", "max_minutes", "steps", "checkpoint_every", "log_every", "export_only", "out"}
 
 
-class EMA:
-    """Exponential moving average of parameters with the (1+n)/(10+n) warm-up."""
-
-    def __init__(self, params: list[torch.nn.Parameter], decay: float):
-        self.decay, self.n = decay, 0
-        self.shadow = [p.detach().clone() for p in params]
-
-    @torch.no_grad()
-    def update(self, params: list[torch.nn.Parameter]) -> None:
-        self.n += 1
-        d = min(self.decay, (1 + self.n) / (10 + self.n))
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in params], 1 - d)
-
-    def copy_to(self, params: list[torch.nn.Parameter]) -> None:
-        with torch.no_grad():
-            for s, p in zip(self.shadow, params):
-                p.copy_(s)
-
-
 def train(cfg: PriorTrainConfig, command: str) -> dict:
     from engine.world.data import WorldConfig, WorldSampler, vocabulary
 
@@ -177,9 +135,7 @@ def train(cfg: PriorTrainConfig, command: str) -> dict:
     world = WorldSampler(WorldConfig(size=cfg.resolution))
     vocab = vocabulary()
     unet, text_encoder, tokenizer, scheduler = build_models(cfg, vocab)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ema = EMA(params, cfg.ema_decay)
+    trainer = DenoisingTrainer(cfg, unet, text_encoder, tokenizer, scheduler, cfg.steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     run = TrainingRun(Path(cfg.work_dir))
     if run.checkpoint_path.exists() and not cfg.fresh:
@@ -188,102 +144,50 @@ def train(cfg: PriorTrainConfig, command: str) -> dict:
             raise SystemExit(
                 f"error: {run.checkpoint_path} was made with other settings; pass --fresh to start over"
             )
-        unet.load_state_dict(state["unet"])
-        text_encoder.load_state_dict(state["text_encoder"])
-        opt.load_state_dict(state["opt"])
-        ema.shadow, ema.n = state["ema"], state["ema_n"]
+        trainer.load(state)
         gen.set_state(state["gen"])
         run.restore(state)
     elif cfg.fresh and run.log_path.exists():
         run.log_path.unlink()
 
-    ab = scheduler.alphas_cumprod.float()
-    snr = ab / (1 - ab)
-    loss_weight = (snr.clamp(max=cfg.min_snr_gamma) / snr) if cfg.min_snr_gamma > 0 else torch.ones_like(snr)
-    empty_ids = tokenizer([""], padding="max_length", return_tensors="pt").input_ids
-    lr_at = warmup_cosine(cfg.lr, cfg.warmup_steps, cfg.steps)
-
     def checkpoint_state() -> dict:
-        return run.progress_state(cfg) | {
-            "unet": unet.state_dict(),
-            "text_encoder": text_encoder.state_dict(),
-            "opt": opt.state_dict(),
-            "ema": ema.shadow,
-            "ema_n": ema.n,
-            "running": run.running,
-            "gen": gen.get_state(),
-        }
+        return run.progress_state(cfg) | trainer.state() | {"running": run.running, "gen": gen.get_state()}
 
     if cfg.export_only:
         if run.step == 0:
             raise SystemExit(f"error: --export-only needs a checkpoint in {run.work_dir}")
-        return export_model(
-            cfg, command, unet, text_encoder, tokenizer, scheduler, params, ema, run.step, run.elapsed, None
-        )
+        return export_model(cfg, command, trainer, scheduler, run.step, run.elapsed, None)
     unet.train()
     text_encoder.train()
     # step: the index of the step to take; run.step counts it once done
     for step in run.steps(cfg.steps, cfg.max_minutes, cfg.checkpoint_every, checkpoint_state):
         batch = world.sample_batch(cfg.batch_size, gen)
-        x0 = batch.images * 2 - 1
-        ids = tokenizer(batch.captions, padding="max_length", return_tensors="pt").input_ids
-        drop = torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout
-        ids[drop] = empty_ids
-        t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen)
-        noise = torch.randn(x0.shape, generator=gen)
-        a = ab[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        emb = text_encoder(ids).last_hidden_state
-        pred = unet(xt, t, encoder_hidden_states=emb).sample
-        per = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per * loss_weight[t]).mean()
-        set_lr(opt, lr_at(step))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.update(params)
-        mse = float(per.detach().mean())
+        loss, mse = trainer.step(batch.images * 2 - 1, batch.captions, step, gen)
         run.count(mse, keep=0.98, new=0.02)
         if run.step % cfg.log_every == 0:
             rec = {
                 "step": run.step,
-                "loss": float(loss),
+                "loss": loss,
                 "mse": mse,
                 "mse_avg": run.running,
-                "lr": lr_at(run.step),  # the next step's
+                "lr": trainer.lr_at(run.step),  # the next step's
                 "min": run.elapsed / 60,
             }
             run.log(
                 rec,
-                f"step {run.step:5d}  loss {float(loss):.4f}  mse(avg) {run.running:.4f}  {run.elapsed / 60:.1f} min",
+                f"step {run.step:5d}  loss {loss:.4f}  mse(avg) {run.running:.4f}  {run.elapsed / 60:.1f} min",
             )
 
-    info = export_model(
-        cfg,
-        command,
-        unet,
-        text_encoder,
-        tokenizer,
-        scheduler,
-        params,
-        ema,
-        run.step,
-        run.elapsed,
-        run.running,
-    )
+    info = export_model(cfg, command, trainer, scheduler, run.step, run.elapsed, run.running)
     # The loss log ships beside the weights (a few kB): the model card's curve is read from it.
     shutil.copyfile(run.log_path, Path(cfg.out) / "loss.jsonl")
     return info
 
 
-def export_model(
-    cfg, command, unet, text_encoder, tokenizer, scheduler, params, ema, step, elapsed, running
-) -> dict:
+def export_model(cfg, command, trainer: DenoisingTrainer, scheduler, step, elapsed, running) -> dict:
     """Write the EMA weights (fp16 safetensors) in diffusers layout, plus training.json."""
-    ema.copy_to(params)
-    unet.eval()
-    text_encoder.eval()
+    trainer.use_ema()
+    unet, text_encoder, tokenizer = trainer.unet, trainer.text_encoder, trainer.tokenizer
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     unet.half().save_pretrained(out / "unet", safe_serialization=True)

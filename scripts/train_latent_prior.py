@@ -33,8 +33,10 @@ import torch.nn.functional as F  # noqa: E402
 
 import engine  # noqa: E402,F401  (THP before torch allocates)
 from engine.configbase import to_dict  # noqa: E402
-from scripts.train_builtin_prior import EMA, build_text_model  # noqa: E402
+from scripts.train_builtin_prior import build_text_model  # noqa: E402
 from scripts.training_common import (  # noqa: E402
+    DenoisingTrainer,
+    DiffusionRecipe,
     TrainingRun,
     changed_settings,
     command_line,
@@ -49,8 +51,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
-class LatentPriorTrainConfig:
-    """Training of the 64 px latent prior (VAE, then UNet on its latents)."""
+class LatentPriorTrainConfig(DiffusionRecipe):
+    """Training of the 64 px latent prior (VAE, then UNet on its latents; the UNet stage's recipe is
+    :class:`DiffusionRecipe`'s, shared with the pixel prior)."""
 
     out: str = str(REPO / "outputs" / "latent_prior")
     """Folder the finished model is written to (diffusers layout with vae/)."""
@@ -76,30 +79,8 @@ class LatentPriorTrainConfig:
     """Weight of the KL term (SD's VAE: ~1e-6, nearly a plain autoencoder)."""
     steps: int = 7000
     """Total steps, both stages (the UNet trains for steps − vae_steps)."""
-    batch_size: int = 64
-    """Images per UNet step."""
-    lr: float = 1e-3
-    """AdamW learning rate of the UNet and text encoder (warm-up, then cosine decay)."""
-    warmup_steps: int = 200
-    """Linear learning-rate warm-up of the UNet stage."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    ema_decay: float = 0.999
-    """EMA decay of the shipped UNet and text encoder weights."""
-    caption_dropout: float = 0.1
-    """Probability of training on the empty caption (classifier-free guidance)."""
-    min_snr_gamma: float = 5.0
-    """min-SNR-γ loss weighting for ε-prediction (0: plain MSE)."""
-    beta_schedule: str = "squaredcos_cap_v2"
-    """DDPM beta schedule (cosine: ~zero terminal SNR)."""
-    num_train_timesteps: int = 1000
-    """Diffusion steps T."""
     unet_channels: tuple[int, int, int] = (32, 64, 128)
     """UNet block_out_channels on the latents (16 → 8 → 4)."""
-    text_dim: int = 64
-    """Text encoder width (also the UNet's cross-attention dim)."""
-    text_layers: int = 2
-    """Text encoder transformer layers."""
     checkpoint_every: int = 200
     """Steps between checkpoints."""
     log_every: int = 25
@@ -165,10 +146,8 @@ def train(cfg: LatentPriorTrainConfig, command: str) -> dict:
         prediction_type="epsilon",
         clip_sample=False,  # latents are not bounded like pixels
     )
-    params = list(unet.parameters()) + list(text_encoder.parameters())
     vae_opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ema = EMA(params, cfg.ema_decay)
+    trainer = DenoisingTrainer(cfg, unet, text_encoder, tokenizer, scheduler, cfg.steps - cfg.vae_steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     scaling = {"factor": None}
     run = TrainingRun(Path(cfg.work_dir))
@@ -180,36 +159,27 @@ def train(cfg: LatentPriorTrainConfig, command: str) -> dict:
             )
         vae.load_state_dict(state["vae"])
         vae_opt.load_state_dict(state["vae_opt"])
-        unet.load_state_dict(state["unet"])
-        text_encoder.load_state_dict(state["text_encoder"])
-        opt.load_state_dict(state["opt"])
-        ema.shadow, ema.n = state["ema"], state["ema_n"]
+        trainer.load(state)
         scaling["factor"] = state["scaling_factor"]
         gen.set_state(state["gen"])
         run.restore(state)
     elif cfg.fresh and run.log_path.exists():
         run.log_path.unlink()
 
-    ab = scheduler.alphas_cumprod.float()
-    snr = ab / (1 - ab)
-    loss_weight = (snr.clamp(max=cfg.min_snr_gamma) / snr) if cfg.min_snr_gamma > 0 else torch.ones_like(snr)
-    empty_ids = tokenizer([""], padding="max_length", return_tensors="pt").input_ids
     vae_lr_at = warmup_cosine(cfg.vae_lr, 100, cfg.vae_steps)
-    lr_at = warmup_cosine(cfg.lr, cfg.warmup_steps, cfg.steps - cfg.vae_steps)
 
     def checkpoint_state() -> dict:
-        return run.progress_state(cfg) | {
-            "vae": vae.state_dict(),
-            "vae_opt": vae_opt.state_dict(),
-            "unet": unet.state_dict(),
-            "text_encoder": text_encoder.state_dict(),
-            "opt": opt.state_dict(),
-            "ema": ema.shadow,
-            "ema_n": ema.n,
-            "scaling_factor": scaling["factor"],
-            "running": run.running,
-            "gen": gen.get_state(),
-        }
+        return (
+            run.progress_state(cfg)
+            | trainer.state()
+            | {
+                "vae": vae.state_dict(),
+                "vae_opt": vae_opt.state_dict(),
+                "scaling_factor": scaling["factor"],
+                "running": run.running,
+                "gen": gen.get_state(),
+            }
+        )
 
     def freeze_vae() -> None:
         """Stage 1 → 2: freeze the VAE and measure the scaling factor 1/σ(z) on a fixed batch."""
@@ -229,9 +199,7 @@ def train(cfg: LatentPriorTrainConfig, command: str) -> dict:
     if cfg.export_only:
         if run.step <= cfg.vae_steps:
             raise SystemExit(f"error: --export-only needs a checkpoint past the VAE stage in {run.work_dir}")
-        return export_model(
-            cfg, command, vae, unet, text_encoder, tokenizer, scheduler, params, ema, run, scaling
-        )
+        return export_model(cfg, command, vae, trainer, scheduler, run, scaling)
 
     for step in run.steps(cfg.steps, cfg.max_minutes, cfg.checkpoint_every, checkpoint_state):
         if step < cfg.vae_steps:  # stage 1: the autoencoder
@@ -245,7 +213,7 @@ def train(cfg: LatentPriorTrainConfig, command: str) -> dict:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
             vae_opt.step()
-            value, stage, lr = float(recon.detach()), "vae", vae_lr_at(step)
+            loss, value, stage, lr = float(loss.detach()), float(recon.detach()), "vae", vae_lr_at(step)
         else:  # stage 2: the latent diffusion model
             if step == cfg.vae_steps:
                 freeze_vae()
@@ -253,52 +221,32 @@ def train(cfg: LatentPriorTrainConfig, command: str) -> dict:
             batch = world.sample_batch(cfg.batch_size, gen)
             with torch.no_grad():
                 z0 = vae.encode(batch.images * 2 - 1).latent_dist.mean * scaling["factor"]
-            ids = tokenizer(batch.captions, padding="max_length", return_tensors="pt").input_ids
-            drop = torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout
-            ids[drop] = empty_ids
-            t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen)
-            noise = torch.randn(z0.shape, generator=gen)
-            a = ab[t].view(-1, 1, 1, 1)
-            zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
-            pred = unet(zt, t, encoder_hidden_states=text_encoder(ids).last_hidden_state).sample
-            per = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
-            loss = (per * loss_weight[t]).mean()
             k = step - cfg.vae_steps
-            set_lr(opt, lr_at(k))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            ema.update(params)
-            value, stage, lr = float(per.detach().mean()), "unet", lr_at(k)
+            loss, value = trainer.step(z0, batch.captions, k, gen)
+            stage, lr = "unet", trainer.lr_at(k)
         run.count(value, keep=0.98, new=0.02)
         if run.step % cfg.log_every == 0:
             rec = {
                 "step": run.step,
                 "stage": stage,
-                "loss": float(loss.detach()),
+                "loss": loss,
                 "avg": run.running,
                 "lr": lr,
             }
             run.log(
                 rec | {"min": run.elapsed / 60},
-                f"step {run.step:5d}  {stage}  loss {float(loss.detach()):.4f}  avg {run.running:.4f}  {run.elapsed / 60:.1f} min",
+                f"step {run.step:5d}  {stage}  loss {loss:.4f}  avg {run.running:.4f}  {run.elapsed / 60:.1f} min",
             )
     if run.step <= cfg.vae_steps:
         print(f"stopped in the VAE stage at step {run.step}; run again to continue", flush=True)
         return {}
-    return export_model(
-        cfg, command, vae, unet, text_encoder, tokenizer, scheduler, params, ema, run, scaling
-    )
+    return export_model(cfg, command, vae, trainer, scheduler, run, scaling)
 
 
-def export_model(
-    cfg, command, vae, unet, text_encoder, tokenizer, scheduler, params, ema, run, scaling
-) -> dict:
+def export_model(cfg, command, vae, trainer: DenoisingTrainer, scheduler, run, scaling) -> dict:
     """Write the frozen VAE (with its scaling factor) and the EMA UNet + text encoder in SD layout."""
-    ema.copy_to(params)
-    unet.eval()
-    text_encoder.eval()
+    trainer.use_ema()
+    unet, text_encoder, tokenizer = trainer.unet, trainer.text_encoder, trainer.tokenizer
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     vae.register_to_config(scaling_factor=scaling["factor"])

@@ -153,3 +153,117 @@ class TrainingRun:
         self._log.write(json.dumps(record) + "\n")
         self._log.flush()
         print(line, flush=True)
+
+
+# ------------------------------------------------------------------------ text-to-image diffusion training
+
+
+@dataclass
+class DiffusionRecipe:
+    """The recipe both built-in priors train their text-conditioned UNet with (pixel or latent)."""
+
+    batch_size: int = 64
+    """Images per UNet step."""
+    lr: float = 1e-3
+    """AdamW learning rate of the UNet and text encoder (after warm-up; cosine decay to 10% at the last step)."""
+    warmup_steps: int = 200
+    """Linear learning-rate warm-up."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    ema_decay: float = 0.999
+    """EMA decay of the shipped weights (with the usual (1+n)/(10+n) warm-up)."""
+    caption_dropout: float = 0.1
+    """Probability of training on the empty caption (classifier-free guidance)."""
+    min_snr_gamma: float = 5.0
+    """min-SNR-γ loss weighting for ε-prediction: min(SNR, γ)/SNR (0: plain MSE)."""
+    beta_schedule: str = "squaredcos_cap_v2"
+    """DDPM beta schedule (cosine: ~zero terminal SNR)."""
+    num_train_timesteps: int = 1000
+    """Diffusion steps T."""
+    text_dim: int = 64
+    """Text encoder width (also the UNet's cross-attention dim)."""
+    text_layers: int = 2
+    """Text encoder transformer layers."""
+
+
+class EMA:
+    """Exponential moving average of parameters with the (1+n)/(10+n) warm-up."""
+
+    def __init__(self, params: list[torch.nn.Parameter], decay: float):
+        self.decay, self.n = decay, 0
+        self.shadow = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self, params: list[torch.nn.Parameter]) -> None:
+        self.n += 1
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in params], 1 - d)
+
+    def copy_to(self, params: list[torch.nn.Parameter]) -> None:
+        with torch.no_grad():
+            for s, p in zip(self.shadow, params):
+                p.copy_(s)
+
+
+class DenoisingTrainer:
+    """One step of ε-prediction training of a text-conditioned UNet with a jointly trained text encoder:
+    caption dropout, t ~ U{0..T−1}, min-SNR-γ weights, grad-norm clipping at 1, AdamW, EMA. Random draws per
+    step, in order: the dropped captions, t, the noise (all from ``gen``)."""
+
+    def __init__(self, recipe: DiffusionRecipe, unet, text_encoder, tokenizer, scheduler, total_steps: int):
+        self.r, self.unet, self.text_encoder, self.tokenizer = recipe, unet, text_encoder, tokenizer
+        self.params = list(unet.parameters()) + list(text_encoder.parameters())
+        self.opt = torch.optim.AdamW(self.params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        self.ema = EMA(self.params, recipe.ema_decay)
+        self.ab = scheduler.alphas_cumprod.float()
+        snr = self.ab / (1 - self.ab)
+        g = recipe.min_snr_gamma
+        self.loss_weight = (snr.clamp(max=g) / snr) if g > 0 else torch.ones_like(snr)
+        self.empty_ids = tokenizer([""], padding="max_length", return_tensors="pt").input_ids
+        self.lr_at = warmup_cosine(recipe.lr, recipe.warmup_steps, total_steps)
+
+    def state(self) -> dict:
+        return {
+            "unet": self.unet.state_dict(),
+            "text_encoder": self.text_encoder.state_dict(),
+            "opt": self.opt.state_dict(),
+            "ema": self.ema.shadow,
+            "ema_n": self.ema.n,
+        }
+
+    def load(self, state: dict) -> None:
+        self.unet.load_state_dict(state["unet"])
+        self.text_encoder.load_state_dict(state["text_encoder"])
+        self.opt.load_state_dict(state["opt"])
+        self.ema.shadow, self.ema.n = state["ema"], state["ema_n"]
+
+    def step(
+        self, x0: torch.Tensor, captions: list[str], step: int, gen: torch.Generator
+    ) -> tuple[float, float]:
+        """One optimisation step on clean samples ``x0`` (pixels in [-1, 1] or scaled latents); returns the
+        weighted loss and the plain MSE."""
+        r, b = self.r, x0.shape[0]
+        ids = self.tokenizer(captions, padding="max_length", return_tensors="pt").input_ids
+        drop = torch.rand(b, generator=gen) < r.caption_dropout
+        ids[drop] = self.empty_ids
+        t = torch.randint(0, r.num_train_timesteps, (b,), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        a = self.ab[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        emb = self.text_encoder(ids).last_hidden_state
+        pred = self.unet(xt, t, encoder_hidden_states=emb).sample
+        per = torch.nn.functional.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = (per * self.loss_weight[t]).mean()
+        set_lr(self.opt, self.lr_at(step))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.ema.update(self.params)
+        return float(loss.detach()), float(per.detach().mean())
+
+    def use_ema(self) -> None:
+        """Put the EMA weights into the models, in eval mode, for export."""
+        self.ema.copy_to(self.params)
+        self.unet.eval()
+        self.text_encoder.eval()
