@@ -34,7 +34,6 @@ from scripts.training_common import (  # noqa: E402
     DenoisingTrainer,
     DiffusionRecipe,
     TrainingRun,
-    changed_settings,
     command_line,
     machine_info,
     parse_train_config,
@@ -138,17 +137,12 @@ def train(cfg: PriorTrainConfig, command: str) -> dict:
     trainer = DenoisingTrainer(cfg, unet, text_encoder, tokenizer, scheduler, cfg.steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     run = TrainingRun(Path(cfg.work_dir))
-    if run.checkpoint_path.exists() and not cfg.fresh:
-        state = torch.load(run.checkpoint_path, weights_only=False)
-        if changed_settings(state["config"], to_dict(cfg), RESUMABLE) is not None:
-            raise SystemExit(
-                f"error: {run.checkpoint_path} was made with other settings; pass --fresh to start over"
-            )
+
+    def load(state: dict) -> None:
         trainer.load(state)
         gen.set_state(state["gen"])
-        run.restore(state)
-    elif cfg.fresh and run.log_path.exists():
-        run.log_path.unlink()
+
+    run.resume(cfg, RESUMABLE, cfg.fresh, load)
 
     def checkpoint_state() -> dict:
         return run.progress_state(cfg) | trainer.state() | {"running": run.running, "gen": gen.get_state()}

@@ -38,7 +38,6 @@ from scripts.training_common import (  # noqa: E402
     DenoisingTrainer,
     DiffusionRecipe,
     TrainingRun,
-    changed_settings,
     command_line,
     machine_info,
     parse_train_config,
@@ -151,20 +150,15 @@ def train(cfg: LatentPriorTrainConfig, command: str) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     scaling = {"factor": None}
     run = TrainingRun(Path(cfg.work_dir))
-    if run.checkpoint_path.exists() and not cfg.fresh:
-        state = torch.load(run.checkpoint_path, weights_only=False)
-        if changed_settings(state["config"], to_dict(cfg), RESUMABLE) is not None:
-            raise SystemExit(
-                f"error: {run.checkpoint_path} was made with other settings; pass --fresh to start over"
-            )
+
+    def load(state: dict) -> None:
         vae.load_state_dict(state["vae"])
         vae_opt.load_state_dict(state["vae_opt"])
         trainer.load(state)
         scaling["factor"] = state["scaling_factor"]
         gen.set_state(state["gen"])
-        run.restore(state)
-    elif cfg.fresh and run.log_path.exists():
-        run.log_path.unlink()
+
+    run.resume(cfg, RESUMABLE, cfg.fresh, load)
 
     vae_lr_at = warmup_cosine(cfg.vae_lr, 100, cfg.vae_steps)
 

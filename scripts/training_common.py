@@ -117,6 +117,20 @@ class TrainingRun:
             flush=True,
         )
 
+    def resume(self, cfg: Any, free: set[str], fresh: bool, load: Callable[[dict], None]) -> None:
+        """Continue from the checkpoint unless ``fresh`` (which also clears the loss log): refuse one made
+        with other settings than ``cfg`` outside ``free``, else ``load(state)`` the models and restore."""
+        if self.checkpoint_path.exists() and not fresh:
+            state = torch.load(self.checkpoint_path, weights_only=False)
+            if changed_settings(state["config"], to_dict(cfg), free) is not None:
+                raise SystemExit(
+                    f"error: {self.checkpoint_path} was made with other settings; pass --fresh to start over"
+                )
+            load(state)
+            self.restore(state)
+        elif fresh and self.log_path.exists():
+            self.log_path.unlink()
+
     def progress_state(self, cfg: Any) -> dict:
         """The first entries of a checkpoint: the run's settings and its progress (see :meth:`restore`)."""
         return {"config": to_dict(cfg), "step": self.step, "elapsed": self.elapsed}
