@@ -134,7 +134,7 @@ def add_config_flags(
         top = path.split(".")[0] if "." in path else None
         if top is not None and top not in groups:
             groups[top] = parser.add_argument_group(top)
-            if issubclass_variants(cls, top):
+            if holds_variants(cls, top):
                 notes.update({k: v for k, v in method_default_notes(top + ".").items() if k not in notes})
         group = groups[top] if top is not None else parser
         conv, choices, metavar = _converter(leaf.type)
@@ -169,7 +169,7 @@ def add_config_flags(
     return paths
 
 
-def issubclass_variants(cls: type, name: str) -> bool:
+def holds_variants(cls: type, name: str) -> bool:
     """Whether field ``name`` of ``cls`` holds one of several config classes (the guidance methods)."""
     tp = typing.get_type_hints(cls).get(name)
     return isinstance(tp, type) and hasattr(tp, "variants")
