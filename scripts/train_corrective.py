@@ -55,7 +55,7 @@ def train(cfg: CorrectiveTrainConfig, command: str) -> dict:
         prior = load_prior(resolve_prior_spec(cfg.prior), device)
     except (ValueError, RuntimeError) as e:
         raise SystemExit(f"error: {e}") from None
-    out = Path(cfg.out).expanduser() if cfg.out else shipped_corrective_dir(prior)
+    out = Path(cfg.out).expanduser() if cfg.out else shipped_corrective_dir(prior.folder)
     if out is None:
         raise SystemExit(f"error: the prior {prior.name} is not a local folder: pass --out DIR")
     x0_clip = resolve_x0_clip(cfg.x0_clip, prior)

@@ -229,9 +229,10 @@ def load_corrective(folder: str | Path, device: torch.device | str = "cpu") -> M
     return model.requires_grad_(False).eval().to(device)
 
 
-def shipped_corrective_dir(prior: DiffusionPrior) -> Path | None:
-    """``<prior folder>/corrective`` when the prior is a local folder (whether or not it exists)."""
-    return prior.folder / CORRECTIVE_SUBDIR if prior.folder is not None else None
+def shipped_corrective_dir(prior_folder: Path | None) -> Path | None:
+    """``<prior folder>/corrective`` for a prior in a local folder (whether or not it exists); None for a
+    hub model."""
+    return prior_folder / CORRECTIVE_SUBDIR if prior_folder is not None else None
 
 
 def find_corrective(prior_folder: Path | None, prior_name: str, path: str | None = None) -> Path:
@@ -249,7 +250,7 @@ def find_corrective(prior_folder: Path | None, prior_name: str, path: str | None
                 "train one with `python scripts/train_corrective.py --prior ... --out DIR`"
             )
         return folder
-    shipped = prior_folder / CORRECTIVE_SUBDIR if prior_folder is not None else None
+    shipped = shipped_corrective_dir(prior_folder)
     if shipped is not None and (shipped / WEIGHTS_NAME).is_file():
         return shipped
     where = f" (looked in {shipped})" if shipped is not None else ""
