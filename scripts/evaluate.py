@@ -13,9 +13,12 @@ Metrics read those renders (no mesh is exported, except by the geometry suite); 
 
 recognition  methods × prompts × seeds at each method's defaults: the judge's class / colour / both
              accuracy over the views, per method (an offline CLIP R-precision).
-janus        the same runs for the prompts with a front (snowman, house), plus an ESD λ sweep (λ = 0 runs as
-             VSD, 0.5 is ESD's default): back-front rate (a front seen within 45° of the back), fronts
-             around the circle (circular runs of front-visible views), share of Janus assets (≥ 2 fronts).
+janus        (only when asked for: --suites janus) ESD's headline claim. The snowman and the house in two
+             colours × 8 seeds × arms SDS, VSD, ESD λ = 0.5 and λ = 1, at 600 steps: per arm the share of
+             assets that show a front at all, the Janus rate (≥ 2 fronts around the circle) with a 95 %
+             Wilson interval, its difference to SDS with a Newcombe interval, the back-front rate, and
+             whether λ moves the asset more than the seed does. The verdict is "cannot decide" unless
+             ≥ 80 % of SDS assets show a front (``--janus.min-front-rate``).
 fidelity     SDS vs LMC-SDS across guidance scales ω: radially averaged power spectrum, saturation and
              vertical-derivative histograms of the renders against renders of the true object from the
              same cameras (LMC-SDS Fig. 6), as distances (0 = the truth's statistics) and the statistics
@@ -34,15 +37,15 @@ Recognition and janus score the true objects too (rows ``truth``): the judge's o
 Default plan and budget. The issue allows 90 min on this 2-core CPU; the plan takes ~48 min, so a shared
 machine still finishes inside 90. Built-in prior, fast preset at 250 steps (the preset's 600 would need
 ~2.4× the time) with 64² training renders; views: 16 azimuths at 15°, 64². Prompts "a red cube",
-"a snowman", "a red house" (a primitive and both classes with a front) × seeds 0, 1 × every method; ESD
-λ ∈ {0, 0.5, 1}; ω ∈ {10, 30, 100} for SDS and LMC-SDS on "a red cube" and "a snowman", seed 0; diversity
-on "a red cube", seeds 0–3, ε fixed and resampled. Shared runs are trained once: 42 distinct runs (SDS 10,
-LMC-SDS 16, ESD 10, VSD 6). Measured in the published run (``results/eval``, both cores free): 47.8 min
-in all; per 250-step run (train + render) SDS 62 s, LMC-SDS 54 s, ESD 82 s, VSD 87 s on average. Every
-trained run prints its time and an ETA for the rest; ``--dry-run`` estimates from the cached runs;
-``results.json`` keeps the per-method means. The janus suite also reports whether λ moved the asset at
-all (distance between λ values at one seed vs between seeds at one λ).
-Shorter: ``--steps 200`` (−20%), ``--seeds 0`` (27 runs, about −35%).
+"a snowman", "a red house" (a primitive and both classes with a front) × seeds 0, 1 × every method; ω ∈ {10, 30, 100} for SDS and LMC-SDS on "a red cube" and "a snowman",
+seed 0; diversity on "a red cube", seeds 0–3, ε fixed and resampled. Shared runs are trained once: 38
+distinct runs (SDS 10, LMC-SDS 16, ESD 6, VSD 6; ``--dry-run`` lists them). Measured in the published run
+(``results/eval``, both cores free, which also held the old 4-run ESD λ sweep): 47.8 min for 42 runs; per
+250-step run (train + render) SDS 62 s, LMC-SDS 54 s, ESD 82 s, VSD 87 s on average. Every trained run
+prints its time and an ETA for the rest; ``--dry-run`` estimates from the cached runs; ``results.json``
+keeps the per-method means. The janus suite is 96 runs of 600 steps (SDS 24, VSD 24, ESD 48): hours on
+this CPU, so run it in the background; it resumes from its cache when restarted.
+Shorter: ``--steps 200`` (−20%), ``--seeds 0``.
 
 Outputs in ``--out`` (default ``outputs/eval``): ``results.json`` (everything: provenance, config, per-asset
 rows, summaries, per-run timings), ``<suite>.csv`` (one row per asset or pair of seeds), PNG plots

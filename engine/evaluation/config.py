@@ -15,8 +15,9 @@ from engine.evaluation.views import ViewConfig, spec_for_prompt
 from engine.guidance import METHODS
 
 SUITE_NAMES = ("recognition", "janus", "fidelity", "diversity", "geometry")
-DEFAULT_SUITES = ("recognition", "janus", "fidelity", "diversity")
-"""The suites of a plain ``scripts/evaluate.py``; geometry trains full-length runs and is asked for by name."""
+DEFAULT_SUITES = ("recognition", "fidelity", "diversity")
+"""The suites of a plain ``scripts/evaluate.py``; janus and geometry train many full-length runs and are asked
+for by name."""
 GEOMETRY_PROMPTS = (
     "a blue sphere",
     "a red cube",
@@ -30,17 +31,39 @@ GEOMETRY_PROMPTS = (
 """Every primitive of the world, and both objects with a front."""
 
 
+JANUS_PROMPTS = ("a snowman", "a red house", "a blue house")
+"""The objects with a front: the snowman (nose, eyes, buttons) and the house in two colours (door, windows)."""
+
+
 @dataclass
 class JanusSuite:
-    """Janus suite: the front-having prompts of ``prompts`` × ``methods`` × ``seeds``, and an ESD λ sweep."""
+    """Janus suite (ESD's headline claim): prompts with a front × seeds × arms, where an arm is a method at
+    its defaults or ESD at one λ of ``lams``; per arm the Janus rate with a confidence interval, the share
+    of assets that form a front at all, and a verdict against SDS."""
 
-    lams: tuple[float, ...] = (0.0, 0.5, 1.0)
-    """ESD λ values of the sweep (0 runs as VSD, 0.5 is ESD's default: both shared with the method runs)."""
+    prompts: tuple[str, ...] = JANUS_PROMPTS
+    """Prompts, each of an object with a front (snowman, … house)."""
+    methods: tuple[str, ...] = ("sds", "vsd")
+    """Methods run at their defaults (SDS is the baseline of the verdict; VSD is ESD at λ = 0)."""
+    lams: tuple[float, ...] = (0.5, 1.0)
+    """ESD λ values, one arm each (0.5 is ESD's default; λ = 0 would be the VSD run)."""
+    seeds: tuple[int, ...] = tuple(range(8))
+    """Seeds per (arm, prompt)."""
+    steps: int = 600
+    """Training steps of these runs: long enough that SDS forms fronts (0: the evaluation's --steps)."""
     back_half_angle: float = 45.0
     """Back views lie strictly within this many degrees of azimuth 180°."""
+    front_half_angle: float = 22.5
+    """Front views lie within this many degrees of azimuth 0; an asset shows a front when the judge sees
+    one in at least half of them."""
     min_run: int = 2
     """Consecutive front-visible views that make one front; shorter runs, and shorter gaps inside a front,
     are judge flicker."""
+    min_front_rate: float = 0.8
+    """Share of SDS assets that must show a front for the suite to decide (below it the verdict is
+    "cannot decide": there are no faces to duplicate)."""
+    confidence: float = 0.95
+    """Confidence level of the intervals (Wilson for rates, Newcombe for their differences)."""
 
 
 @dataclass
@@ -90,13 +113,14 @@ class EvalConfig:
     """What to evaluate; every leaf is a flag of ``scripts/evaluate.py`` (``--janus.lams 0,0.5,1``)."""
 
     suites: tuple[str, ...] = DEFAULT_SUITES
-    """Suites to run, comma-separated: recognition, janus, fidelity, diversity, geometry (not by default)."""
+    """Suites to run, comma-separated: recognition, janus, fidelity, diversity, geometry (janus and geometry
+    only when named)."""
     methods: tuple[str, ...] = ("sds", "lmc-sds", "esd", "vsd")
-    """Methods of the recognition and janus suites."""
+    """Methods of the recognition suite."""
     prompts: tuple[str, ...] = ("a red cube", "a snowman", "a red house")
-    """Prompts of the recognition suite; the janus suite takes those with a front (snowman, house)."""
+    """Prompts of the recognition suite."""
     seeds: tuple[int, ...] = (0, 1)
-    """Seeds of the recognition and janus suites."""
+    """Seeds of the recognition suite."""
     steps: int = 250
     """Training steps of every run (the fast preset's 600 would not fit the budget)."""
     render_size: int = 64
@@ -124,6 +148,7 @@ class EvalConfig:
     def quick(cls) -> EvalConfig:
         """One prompt, 3 steps at 32², 8 small views: every suite end to end in well under a minute."""
         return cls(
+            suites=("recognition", "janus", "fidelity", "diversity"),
             prompts=("a snowman",),
             seeds=(0,),
             steps=3,
@@ -131,7 +156,9 @@ class EvalConfig:
             n_samples=16,
             compile_grid=False,
             views=ViewConfig(n=8, size=32),
-            janus=JanusSuite(lams=(0.0, 1.0)),
+            janus=JanusSuite(
+                prompts=("a snowman",), methods=("sds", "vsd"), lams=(1.0,), seeds=(0,), steps=0
+            ),
             fidelity=FidelitySuite(scales=(10.0, 100.0), prompts=("a snowman",)),
             diversity=DiversitySuite(prompts=("a snowman",), seeds=(0, 1)),
             geometry=GeometrySuite(prompts=("a snowman",), methods=("sds",), seeds=(0,), steps=0),
@@ -151,14 +178,25 @@ class EvalConfig:
                 raise ValueError("every suite needs at least one prompt")
             for p in prompts:
                 spec_for_prompt(p)
-        if "janus" in self.suites and not any(spec_for_prompt(p).has_front for p in self.prompts):
+        j = self.janus
+        flat = [p for p in j.prompts if not spec_for_prompt(p).has_front]
+        if flat or not j.prompts:
             raise ValueError(
-                "the janus suite needs a prompt with a front among --prompts (a snowman, a … house)"
+                f"the janus suite needs prompts of objects with a front (a snowman, a … house), not {flat}"
             )
+        bad = [m for m in j.methods if m not in METHODS]
+        if bad or not (j.methods or j.lams):
+            raise ValueError(f"unknown or no janus method(s) {bad}: choose from {', '.join(METHODS)}")
+        if not j.seeds or j.steps < 0:
+            raise ValueError("the janus suite needs at least one seed and steps >= 0")
+        if not 0.0 < j.min_front_rate <= 1.0 or not 0.0 < j.confidence < 1.0:
+            raise ValueError("janus.min-front-rate must lie in (0, 1] and janus.confidence in (0, 1)")
+        if not 0.0 < j.front_half_angle < 90.0 or not 0.0 < j.back_half_angle < 90.0:
+            raise ValueError("janus.front-half-angle and janus.back-half-angle must lie in (0°, 90°)")
         if len(set(self.diversity.seeds)) < 2:
             raise ValueError("the diversity suite needs at least two distinct seeds")
-        if not self.seeds or not self.fidelity.seeds or not self.fidelity.scales or not self.janus.lams:
-            raise ValueError("seeds, fidelity scales and janus λs must not be empty")
+        if not self.seeds or not self.fidelity.seeds or not self.fidelity.scales:
+            raise ValueError("seeds and fidelity scales must not be empty")
         if any(not 0.0 <= lam <= 1.0 for lam in self.janus.lams):
             raise ValueError(f"ESD λ must lie in [0, 1] (got {self.janus.lams})")
         if not self.geometry.seeds or self.geometry.steps < 0:
@@ -183,6 +221,7 @@ class EvalConfig:
 __all__ = [
     "DEFAULT_SUITES",
     "GEOMETRY_PROMPTS",
+    "JANUS_PROMPTS",
     "SUITE_NAMES",
     "DiversitySuite",
     "EvalConfig",

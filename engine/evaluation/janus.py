@@ -16,6 +16,10 @@ azimuths a_v (0° = the front), the judge says per view whether a front is visib
   ~180° of azimuth, so a full circle counts as 2.
 * An asset is **Janus** when ``n_fronts ≥ 2``. A single front on the wrong side (a back-to-front asset)
   has a high back-front rate but one front: wrong, but not Janus.
+* An asset **shows a front** when the judge sees one in at least half of the front views
+  ``F = {v : |a_v| ≤ f}`` (f = 22.5° by default: the view at azimuth 0 and its two neighbours of a
+  16-view turntable). A Janus rate means something only for a method whose assets form fronts at all: a
+  featureless blob has no face to duplicate, and the judge's "front" verdicts on it are guesses.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class JanusScore:
     """n_fronts ≥ 2."""
     front_pattern: str
     """The front-visible verdicts from azimuth 0 on, e.g. ``FFF.....F`` (F = front seen)."""
+    front_shown: bool
+    """The judge sees a front in at least half of the front views (|azimuth| ≤ the front half-angle)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +57,12 @@ def back_views(azimuth: Float[Tensor, " V"], back_half_angle: float = 45.0) -> B
     """Views strictly within ``back_half_angle`` degrees of azimuth 180° (any azimuth, wrapped)."""
     az = torch.remainder(torch.as_tensor(azimuth, dtype=torch.float64) + 180.0, 360.0) - 180.0
     return az.abs() > 180.0 - back_half_angle
+
+
+def front_views(azimuth: Float[Tensor, " V"], front_half_angle: float = 22.5) -> Bool[Tensor, " V"]:
+    """Views within ``front_half_angle`` degrees of azimuth 0 (inclusive; any azimuth, wrapped)."""
+    az = torch.remainder(torch.as_tensor(azimuth, dtype=torch.float64) + 180.0, 360.0) - 180.0
+    return az.abs() <= front_half_angle
 
 
 def front_runs(front: Sequence[bool]) -> list[tuple[int, int]]:
@@ -103,6 +115,7 @@ def janus_score(
     azimuth: Float[Tensor, " V"],
     back_half_angle: float = 45.0,
     min_run: int = 2,
+    front_half_angle: float = 22.5,
 ) -> JanusScore:
     """Janus metrics from per-view front-visible verdicts ``front`` at ``azimuth`` (degrees, in view order
     around the circle)."""
@@ -115,14 +128,29 @@ def janus_score(
         raise ValueError(
             f"no view lies within {back_half_angle}° of the back: use more views or a wider back sector"
         )
+    at_front = front_views(azimuth, front_half_angle).tolist()
+    if not any(at_front):
+        raise ValueError(
+            f"no view lies within {front_half_angle}° of the front: use more views or a wider front sector"
+        )
     n_fronts = count_fronts(f, min_run)
+    seen = sum(x for x, a in zip(f, at_front) if a)
     return JanusScore(
         back_front_rate=sum(x for x, b in zip(f, back) if b) / n_back,
         n_back_views=n_back,
         n_fronts=n_fronts,
         janus=n_fronts >= 2,
         front_pattern="".join("F" if x else "." for x in f),
+        front_shown=2 * seen >= sum(at_front),
     )
 
 
-__all__ = ["JanusScore", "back_views", "close_gaps", "count_fronts", "front_runs", "janus_score"]
+__all__ = [
+    "JanusScore",
+    "back_views",
+    "close_gaps",
+    "count_fronts",
+    "front_runs",
+    "front_views",
+    "janus_score",
+]

@@ -34,27 +34,26 @@ def recognition(summary: list[dict], n_views: int, path: Path, prov: dict[str, A
     report.save_figure(fig, path, prov)
 
 
-def janus(summary: list[dict], sweep: list[dict], title: str, path: Path, prov: dict[str, Any]) -> None:
-    """Left: Janus assets and back-front rate per method. Right: the same against ESD's λ, and mean fronts."""
-    fig, ax = report.new_figure(10, 3.8, ncols=2)
-    a, b = ax[0, 0], ax[0, 1]
+def janus(summary: list[dict], min_front_rate: float, title: str, path: Path, prov: dict[str, Any]) -> None:
+    """Per arm: the Janus rate and the share of assets showing a front, each with its confidence interval;
+    the dashed line is the front rate SDS needs for the test to decide."""
+    fig, ax = report.new_figure(7, 3.8)
+    a = ax[0, 0]
     x = np.arange(len(summary))
-    a.bar(x - 0.2, [s["janus_asset"] for s in summary], 0.4, label="Janus assets (≥ 2 fronts)")
-    a.bar(x + 0.2, [s["back_front_rate"] for s in summary], 0.4, label="back views showing a front")
-    a.set_xticks(x, [s["method"] for s in summary], fontsize=8)
+    for dx, key, label in (
+        (-0.2, "janus_rate", "Janus assets (≥ 2 fronts)"),
+        (0.2, "front_rate", "assets showing a front"),
+    ):
+        rate = np.array([s[key]["rate"] for s in summary])
+        err = np.array([[s[key]["rate"] - s[key]["low"], s[key]["high"] - s[key]["rate"]] for s in summary]).T
+        a.bar(x + dx, rate, 0.4, yerr=err, capsize=3, label=label)
+    a.axhline(
+        min_front_rate, ls="--", color="0.4", lw=1, label=f"front rate SDS needs ({min_front_rate:.0%})"
+    )
+    a.set_xticks(x, [s["arm"] for s in summary], fontsize=8)
     a.set_ylim(0, 1.05)
     a.set_title(title, fontsize=9)
     a.legend(fontsize=7)
-    lams = [s["lam"] for s in sweep]
-    b.plot(lams, [s["janus_asset"] for s in sweep], "o-", label="Janus assets")
-    b.plot(lams, [s["back_front_rate"] for s in sweep], "s-", label="back-front rate")
-    b.set_ylim(-0.05, 1.05)
-    b.set_xlabel("ESD λ (0 = VSD)")
-    b.set_title("ESD λ sweep", fontsize=9)
-    b.legend(fontsize=7, loc="upper left")
-    b2 = b.twinx()
-    b2.plot(lams, [s["n_fronts"] for s in sweep], "^--", color="0.4")
-    b2.set_ylabel("mean fronts per asset (▲)", fontsize=8)
     report.save_figure(fig, path, prov)
 
 

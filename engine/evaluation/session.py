@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,41 @@ def geometry_spec(cfg: EvalConfig, prompt: str, method: str, seed: int) -> RunSp
     return spec(prompt, method, seed, export=True, **{"train.steps": steps})
 
 
-def lam_spec(prompt: str, seed: int, lam: float) -> RunSpec:
-    """ESD at λ; λ = 0 runs as VSD (the same maths, so the sweep shares VSD's run)."""
-    if lam == 0.0:
-        return spec(prompt, "vsd", seed)
-    return spec(prompt, "esd", seed, **{"guidance.lam": float(lam)})
+@dataclass(frozen=True)
+class JanusArm:
+    """One arm of the Janus suite: a method at its defaults, or ESD at one λ (λ = 0 runs as VSD)."""
+
+    method: str
+    lam: float | None = None
+    """ESD's λ of this arm (None: the method's own defaults)."""
+
+    @property
+    def label(self) -> str:
+        return self.method if self.lam is None else f"esd λ={self.lam:g}"
+
+    @property
+    def setting(self) -> float | None:
+        """Where the arm sits on ESD's λ axis (VSD is λ = 0); None for methods off that axis."""
+        if self.lam is not None:
+            return self.lam
+        return 0.0 if self.method == "vsd" else None
+
+    def spec(self, cfg: EvalConfig, prompt: str, seed: int) -> RunSpec:
+        over: dict[str, Any] = {"train.steps": cfg.janus.steps or cfg.steps}
+        if self.lam is None:
+            return spec(prompt, self.method, seed, **over)
+        if self.lam == 0.0:  # the same maths as VSD: share its run
+            return spec(prompt, "vsd", seed, **over)
+        return spec(prompt, "esd", seed, **over, **{"guidance.lam": float(self.lam)})
 
 
-def front_prompts(cfg: EvalConfig) -> list[str]:
-    """The prompts of ``cfg.prompts`` whose object has a front (snowman, house)."""
-    return [p for p in cfg.prompts if spec_for_prompt(p).has_front]
+def janus_arms(cfg: EvalConfig) -> list[JanusArm]:
+    """The Janus suite's arms: ``janus.methods`` at their defaults, then ESD at each of ``janus.lams``
+    (an ESD λ of 0 is left out when VSD is already an arm)."""
+    j = cfg.janus
+    arms = [JanusArm(m) for m in j.methods]
+    arms += [JanusArm("esd", float(lam)) for lam in j.lams if not (lam == 0.0 and "vsd" in j.methods)]
+    return list(dict.fromkeys(arms))
 
 
 def plan(cfg: EvalConfig, suite: str) -> list[RunSpec]:
@@ -53,9 +79,7 @@ def plan(cfg: EvalConfig, suite: str) -> list[RunSpec]:
     if suite == "recognition":
         specs = [spec(p, m, s) for m in c.methods for p in c.prompts for s in c.seeds]
     elif suite == "janus":
-        fp = front_prompts(c)
-        specs = [spec(p, m, s) for m in c.methods for p in fp for s in c.seeds]
-        specs += [lam_spec(p, s, lam) for lam in c.janus.lams for p in fp for s in c.seeds]
+        specs = [a.spec(c, p, s) for a in janus_arms(c) for p in c.janus.prompts for s in c.janus.seeds]
     elif suite == "fidelity":
         f = c.fidelity
         specs = [
@@ -200,4 +224,4 @@ def rgb_of(r: RunResult) -> torch.Tensor:
     return r.views.rgb
 
 
-__all__ = ["Evaluation", "Runs", "front_prompts", "geometry_spec", "lam_spec", "plan", "rgb_of", "spec"]
+__all__ = ["Evaluation", "JanusArm", "Runs", "geometry_spec", "janus_arms", "plan", "rgb_of", "spec"]

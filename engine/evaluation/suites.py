@@ -28,7 +28,8 @@ from engine.evaluation.geometry_suite import geometry
 from engine.evaluation.janus import janus_score
 from engine.evaluation.recognition import recognition_score
 from engine.evaluation.report import summarise
-from engine.evaluation.session import Evaluation, Runs, front_prompts, lam_spec, rgb_of, spec
+from engine.evaluation.session import Evaluation, Runs, janus_arms, rgb_of, spec
+from engine.evaluation.stats import Rate, difference, wilson
 from engine.evaluation.views import spec_for_prompt, world_views
 from engine.judge import judge_images
 
@@ -97,60 +98,117 @@ def recognition(ev: Evaluation, runs: Runs) -> dict[str, Any]:
 
 
 def janus(ev: Evaluation, runs: Runs) -> dict[str, Any]:
-    """Back-front rate, fronts around the circle and Janus assets per method, and along ESD's λ."""
+    """Per arm (a method, or ESD at one λ): the share of assets that show a front, the Janus rate with its
+    confidence interval, the back-front rate and fronts per asset; the verdict against SDS; λ-effect
+    against seed-effect."""
     c, jc = ev.cfg, ev.cfg.janus
-    fp = front_prompts(c)
-    assets = [("method", m, None, p, s, rgb) for m, p, s, rgb in _assets(ev, runs, fp, c.methods, c.seeds)]
-    for lam in jc.lams:
-        for p in fp:
-            for s in c.seeds:
-                r = runs[lam_spec(p, s, lam)]
-                assets.append(("lam", f"λ={lam:g}", float(lam), p, s, None if r.diverged else rgb_of(r)))
     azimuth = c.views.cameras().azimuth
-    rows = []
-    for group, method, lam, prompt, seed, rgb in assets:
-        row: dict[str, Any] = {"group": group, "method": method, "lam": lam, "prompt": prompt, "seed": seed}
-        row.update(
-            diverged=rgb is None,
-            back_front_rate=float("nan"),
-            n_fronts=float("nan"),
-            janus_asset=float("nan"),
-        )
-        row.update(front_pattern="")
+    arms = janus_arms(c)
+
+    def score_row(arm: str, setting: float | None, prompt: str, seed: int | None, rgb) -> dict[str, Any]:
+        row: dict[str, Any] = {"arm": arm, "lam": setting, "prompt": prompt, "seed": seed}
+        row.update(diverged=rgb is None, front_pattern="")
+        row.update(dict.fromkeys(["front_shown", "janus_asset", "back_front_rate", "n_fronts"], float("nan")))
         if rgb is not None:
             front = [v.front_visible for v in judge_images(ev.judge, rgb)]
-            score = janus_score(front, azimuth, jc.back_half_angle, jc.min_run)
-            row.update(back_front_rate=score.back_front_rate, n_fronts=score.n_fronts)
-            row.update(janus_asset=float(score.janus), front_pattern=score.front_pattern)
-        rows.append(row)
-    metrics = ["janus_asset", "back_front_rate", "n_fronts"]
-    summary = summarise([r for r in rows if r["group"] == "method"], ["method"], metrics)
-    sweep = summarise([r for r in rows if r["group"] == "lam"], ["lam"], metrics)
-    # Does λ change the asset at all? (If not, differences along the sweep are the judge's noise.)
+            sc = janus_score(front, azimuth, jc.back_half_angle, jc.min_run, jc.front_half_angle)
+            row.update(front_shown=float(sc.front_shown), janus_asset=float(sc.janus))
+            row.update(
+                back_front_rate=sc.back_front_rate, n_fronts=sc.n_fronts, front_pattern=sc.front_pattern
+            )
+        return row
+
+    rows = [
+        score_row("truth", None, p, None, world_views(spec_for_prompt(p), c.views).rgb) for p in jc.prompts
+    ]
+    assets: dict[tuple[str, str, float | None, int], Any] = {}
+    for arm in arms:
+        for p in jc.prompts:
+            for s in jc.seeds:
+                r = runs[arm.spec(c, p, s)]
+                rgb = None if r.diverged else rgb_of(r)
+                assets[(arm.label, p, arm.setting, s)] = rgb
+                rows.append(score_row(arm.label, arm.setting, p, s, rgb))
+
+    metrics = ["front_shown", "janus_asset", "back_front_rate", "n_fronts"]
+    summary = summarise(rows, ["arm"], metrics)
+    by_prompt = summarise(rows, ["arm", "prompt"], metrics)
+    for entry in summary:
+        ok = [r for r in rows if r["arm"] == entry["arm"] and not r["diverged"]]
+        entry["front_rate"] = wilson(
+            sum(r["front_shown"] == 1.0 for r in ok), len(ok), jc.confidence
+        ).to_dict()
+        entry["janus_rate"] = wilson(
+            sum(r["janus_asset"] == 1.0 for r in ok), len(ok), jc.confidence
+        ).to_dict()
+    verdict = janus_verdict(summary, jc.min_front_rate, jc.confidence)
+
+    # Does λ change the asset at all? (If not, differences between the λ arms are the seeds' doing.)
     lam_effect = []
-    for p in fp:
-        by = {(lam, s): rgb for g, _, lam, q, s, rgb in assets if g == "lam" and q == p and rgb is not None}
+    for p in jc.prompts:
+        by = {
+            (lam, s): rgb
+            for (_, q, lam, s), rgb in assets.items()
+            if q == p and lam is not None and rgb is not None
+        }
         across_lam, across_seeds = setting_effect(by)
         lam_effect.append({"prompt": p, "across_lam": across_lam, "across_seeds": across_seeds})
-    plots.janus(summary, sweep, f"Janus on {', '.join(fp)}", ev.out / "janus.png", ev.prov)
+
+    plots.janus(
+        summary, jc.min_front_rate, f"Janus on {', '.join(jc.prompts)}", ev.out / "janus.png", ev.prov
+    )
     ev.sheet("janus", runs)
-    header = ["assets", "diverged", "Janus assets", "back views showing a front", "mean fronts"]
-    cols = ["n", "diverged", *metrics]
+    pct = f"{jc.confidence:.0%}"
     md = [
-        f"Prompts with a front ({', '.join(fp)}), {c.views.n} views from azimuth 0 (the front). A back view lies "
-        f"strictly within {jc.back_half_angle:g}° of 180°; a front is a run of ≥ {jc.min_run} consecutive "
-        "front-visible views (circular; visible from every view counts as 2); a Janus asset has ≥ 2 fronts. "
-        "`truth` = the true objects (the judge's own reading).",
+        f"**Verdict: {verdict['text']}**",
         "",
-        report.markdown_table(["method", *header], [[s["method"], *(s[k] for k in cols)] for s in summary]),
+        f"Prompts {', '.join(jc.prompts)} × seeds {', '.join(map(str, jc.seeds))}, "
+        f"{jc.steps or c.steps} steps; {c.views.n} views from azimuth 0 (the front). An asset *shows a front* "
+        f"when the judge sees one in at least half of the views within {jc.front_half_angle:g}° of azimuth 0; "
+        f"a front is a run of ≥ {jc.min_run} consecutive front-visible views (circular; visible from every view "
+        f"counts as 2); a *Janus* asset has ≥ 2 fronts; a back view lies strictly within {jc.back_half_angle:g}° "
+        f"of 180°. Rates pool the prompts, with {pct} Wilson intervals; differences to SDS have {pct} Newcombe "
+        f"intervals. The suite decides only if ≥ {jc.min_front_rate:.0%} of SDS assets show a front. `truth` = "
+        "the true objects (the judge's own reading).",
         "",
-        "ESD λ sweep (λ = 0 is VSD, 0.5 ESD's default):",
+        report.markdown_table(
+            [
+                "arm",
+                "assets",
+                "diverged",
+                "show a front",
+                "Janus rate",
+                "Janus − SDS",
+                "back views with a front",
+                "fronts",
+            ],
+            [
+                [
+                    e["arm"],
+                    e["n"],
+                    e["diverged"],
+                    _rate(e["front_rate"]),
+                    _rate(e["janus_rate"]),
+                    verdict["against_sds"].get(e["arm"], {}).get("text", "–"),
+                    e["back_front_rate"],
+                    e["n_fronts"],
+                ]
+                for e in summary
+            ],
+        ),
         "",
-        report.markdown_table(["λ", *header], [[f"{s['lam']:g}", *(s[k] for k in cols)] for s in sweep]),
+        "Per prompt:",
         "",
-        "Does λ change the asset? Mean pixel RMS between the λ values' assets of one seed, against the mean "
-        "between the seeds' assets of one λ (renders of the same views; a small ratio means λ barely moved "
-        "the asset and the sweep's differences are not λ's doing):",
+        report.markdown_table(
+            ["arm", "prompt", "assets", "show a front", "Janus assets", "back views with a front"],
+            [
+                [e["arm"], e["prompt"], e["n"], e["front_shown"], e["janus_asset"], e["back_front_rate"]]
+                for e in by_prompt
+            ],
+        ),
+        "",
+        "Does λ change the asset? Mean pixel RMS between the λ arms' assets of one seed (VSD is λ = 0), against "
+        "the mean between the seeds' assets of one λ (a small ratio means λ barely moves the asset):",
         "",
         report.markdown_table(
             ["prompt", "between λ values (same seed)", "between seeds (same λ)", "ratio"],
@@ -163,22 +221,81 @@ def janus(ev: Evaluation, runs: Runs) -> dict[str, Any]:
         "Front-visible verdicts per view (F = a front seen), from azimuth 0 counter-clockwise:",
         "",
         report.markdown_table(
-            ["method", "prompt", "seed", "views", "fronts"],
+            ["arm", "prompt", "seed", "views", "fronts", "shows a front"],
             [
-                [r["method"], r["prompt"], r["seed"], f"`{r['front_pattern'] or 'diverged'}`", r["n_fronts"]]
+                [
+                    r["arm"],
+                    r["prompt"],
+                    r["seed"],
+                    f"`{r['front_pattern'] or 'diverged'}`",
+                    r["n_fronts"],
+                    "–" if r["diverged"] else ("yes" if r["front_shown"] == 1.0 else "no"),
+                ]
                 for r in rows
             ],
         ),
         "",
         "![janus](janus.png)",
+        "",
+        "[every asset's views](views_janus.png)",
     ]
     return {
         "rows": rows,
         "summary": summary,
-        "lam_sweep": sweep,
+        "by_prompt": by_prompt,
+        "verdict": verdict,
         "lam_effect": lam_effect,
         "markdown": "\n".join(md),
     }
+
+
+def _rate(r: dict) -> str:
+    return str(Rate(**r))
+
+
+def janus_verdict(summary: list[dict], min_front_rate: float, confidence: float) -> dict[str, Any]:
+    """Whether the suite can decide, and each arm's Janus rate against SDS's.
+
+    It can decide only when SDS — the baseline whose Janus problem the papers fix — forms fronts in at
+    least ``min_front_rate`` of its assets; then an arm *lowers* (raises) the Janus rate when the whole
+    Newcombe interval of its difference to SDS lies below (above) 0, and otherwise the difference is not
+    resolved at this many assets."""
+    arms = {e["arm"]: e for e in summary}
+    out: dict[str, Any] = {"decided": False, "against_sds": {}}
+    sds = arms.get("sds")
+    if sds is None or sds["n"] == 0:
+        out["text"] = "cannot decide: the suite has no SDS assets to compare with"
+        return out
+    front = Rate(**sds["front_rate"])
+    base = Rate(**sds["janus_rate"])
+    for name, e in arms.items():
+        if name in ("sds", "truth") or e["n"] == 0:
+            continue
+        d = difference(Rate(**e["janus_rate"]), base)
+        word = {-1: "lower", 1: "higher", 0: "not resolved"}[d.sign]
+        out["against_sds"][name] = d.to_dict() | {
+            "sign": d.sign,
+            "text": f"{d.difference:+.2f} [{d.low:+.2f}, {d.high:+.2f}] ({word})",
+        }
+    out["sds_front_rate"] = front.to_dict()
+    if front.rate < min_front_rate:
+        out["text"] = (
+            f"cannot decide: only {front.k} of {front.n} SDS assets ({front.rate:.0%}) show a front, below the "
+            f"{min_front_rate:.0%} a Janus test needs (a featureless asset has no face to duplicate)"
+        )
+        return out
+    out["decided"] = True
+    parts = []
+    for name, d in out["against_sds"].items():
+        verb = {-1: "lowers", 1: "raises", 0: "does not measurably change"}[d["sign"]]
+        parts.append(
+            f"{name} {verb} the Janus rate against SDS ({d['text'].split(' (')[0]}, {confidence:.0%})"
+        )
+    out["text"] = (
+        f"SDS shows a front in {front.k} of {front.n} assets ({front.rate:.0%}), so the test decides: "
+        f"SDS's Janus rate is {base}; " + "; ".join(parts)
+    )
+    return out
 
 
 def fidelity(ev: Evaluation, runs: Runs) -> dict[str, Any]:

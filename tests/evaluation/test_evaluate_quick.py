@@ -68,9 +68,21 @@ def test_quick_results_are_well_formed(quick):
     assert set(rec) == {"truth", "sds", "lmc-sds", "esd", "vsd"}
     assert rec["truth"]["both_acc"] == 1.0  # the judge reads the true snowman
     assert all(0.0 <= r[k] <= 1.0 for r in rec.values() for k in ("class_acc", "colour_acc", "both_acc"))
-    jan = {r["method"]: r for r in s["janus"]["summary"]}
+    jan = {r["arm"]: r for r in s["janus"]["summary"]}
+    assert list(jan) == ["truth", "sds", "vsd", "esd λ=1"]
     assert jan["truth"]["n_fronts"] == 1.0 and jan["truth"]["back_front_rate"] == 0.0
-    assert [r["lam"] for r in s["janus"]["lam_sweep"]] == [0.0, 1.0]
+    assert jan["truth"]["front_rate"]["k"] == 1  # the true snowman shows its face from the front
+    for arm in ("sds", "vsd", "esd λ=1"):
+        r = jan[arm]["janus_rate"]
+        assert r["n"] == 1 and 0.0 <= r["low"] <= r["rate"] <= r["high"] <= 1.0
+    verdict = s["janus"]["verdict"]
+    sds_front = jan["sds"]["front_rate"]["rate"]
+    assert verdict["decided"] == (sds_front >= 0.8) and set(verdict["against_sds"]) == {"vsd", "esd λ=1"}
+    if not verdict["decided"]:
+        assert (
+            verdict["text"].startswith("cannot decide")
+            and "**Verdict: cannot decide" in s["janus"]["markdown"]
+        )
     (effect,) = s["janus"]["lam_effect"]  # one front prompt, one seed: a λ distance, no seed pair
     assert effect["prompt"] == "a snowman" and effect["across_lam"] > 0 and math.isnan(effect["across_seeds"])
     fid = s["fidelity"]["rows"]
@@ -130,7 +142,7 @@ def test_second_run_loads_every_run_from_the_cache(quick):
     assert len(next(iter(first["timing"]["runs_by_commit"])).split("+")[0]) == 40
     assert "Runs trained at commit" in (out / "results.md").read_text()
     listing = evaluate.main(["--quick", "--out", str(out), "--dry-run", "--suites", "janus"])
-    assert listing["cached"] == len(listing["runs"]) == 5
+    assert listing["cached"] == len(listing["runs"]) == 3  # sds, vsd, esd λ=1
 
 
 def test_an_interrupted_run_is_trained_again_and_gives_the_same_result(quick):
@@ -151,8 +163,8 @@ def test_bad_settings_are_refused_in_one_line(capsys):
         evaluate.main(["--quick", "--suites", "speed"])
     assert e.value.code == 2 and "unknown or no suite" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        evaluate.main(["--quick", "--prompts", "a red cube", "--suites", "janus"])
-    assert e.value.code == 2 and "needs a prompt with a front" in capsys.readouterr().err
+        evaluate.main(["--quick", "--janus.prompts", "a red cube", "--suites", "janus"])
+    assert e.value.code == 2 and "needs prompts of objects with a front" in capsys.readouterr().err
 
 
 def test_quick_geometry_suite_scores_the_exported_asset(tmp_path):
