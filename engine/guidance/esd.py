@@ -61,10 +61,10 @@ class ESDConfig(GuidanceConfig):
     guidance_scale: float = setting(7.5, ge=0.0, serve=(0.0, 1000.0))
     """Classifier-free guidance scale ω of the prior's score ε̂_φ (ProlificDreamer uses 7.5)."""
     timesteps: TimestepConfig = field(
-        default_factory=lambda: TimestepConfig(anneal="step", t_max_end=0.5, anneal_at=0.5)
+        default_factory=lambda: TimestepConfig(anneal="step", t_max_end=0.5, anneal_at=0.2)
     )
-    """Timesteps of the distillation term (ProlificDreamer: t/T ~ U(0.02, 0.98), then U(0.02, 0.50) after half
-    the run)."""
+    """Timesteps of the distillation term: t/T ~ U(0.02, 0.98), then U(0.02, 0.50) after 20 % of the run
+    (ProlificDreamer's schedule, which ESD keeps: the switch at 5k of 25k steps)."""
     fixed_noise: bool = False
     """Fixed-ε seeds: keep ε of the distillation term fixed for the whole run (seeded by ``train.seed``; t
     stays random). ε_ψ's own training noise stays fresh."""
