@@ -21,6 +21,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from engine.priors.identity import weights_fingerprint
+from engine.priors.words import check_words
 
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler, UNet2DConditionModel
@@ -132,30 +133,9 @@ class DiffusionPrior(ABC):
         """Map model-space ``z`` back to rgb (roughly [0, 1]; the caller clamps). Called under no_grad."""
 
     def vocabulary_check(self, prompt: str) -> None:
-        """With a word-level tokenizer, raise ``ValueError`` naming unknown words and the known ones.
-
-        Case and punctuation follow the tokenizer's own normaliser and pre-tokenizer (the built-in
-        prior lower-cases and splits commas off). Other tokenizers (BPE, ...) are open-vocabulary: no-op.
-        """
-        from tokenizers.models import WordLevel
-
-        backend = getattr(self._tokenizer, "backend_tokenizer", None)
-        if backend is None or not isinstance(backend.model, WordLevel):
-            return
-        enc = backend.encode(prompt, add_special_tokens=False)
-        unk = self._tokenizer.unk_token_id
-        unknown = list(
-            dict.fromkeys(prompt[s:e] for i, (s, e) in zip(enc.ids, enc.offsets, strict=True) if i == unk)
-        )
-        if unknown:
-            special = set(self._tokenizer.all_special_tokens)
-            vocab = backend.get_vocab(with_added_tokens=False)
-            known = [w for w in sorted(vocab, key=vocab.__getitem__) if w not in special]
-            raise ValueError(
-                f"unknown word(s) {', '.join(map(repr, unknown))} in prompt {prompt!r}: the prior {self.name} "
-                f"knows only {', '.join(map(repr, known))}. Rephrase with those words, or use a Stable "
-                "Diffusion prior (--prior sd) for open-vocabulary prompts."
-            )
+        """With a word-level tokenizer, raise ``ValueError`` naming unknown words and the known ones
+        (:func:`engine.priors.words.check_words`); open-vocabulary tokenizers: no-op."""
+        check_words(self._tokenizer, prompt, self.name)
 
     # --- prompts -------------------------------------------------------------------------------------
 

@@ -44,7 +44,25 @@ class JobRunner(Protocol):
         """Start the workers; ``resume`` (jobs unfinished by a previous process) run first, in order."""
 
     def check(self, cfg: RunConfig) -> None:
-        """Raise ValueError if ``cfg`` cannot run here (unknown prior, words the prior does not know)."""
+        """Refuse a job whose prior does not resolve or whose prompt has words a closed-vocabulary prior does
+        not know. Only the prior's tokenizer is loaded (cached): no weights, whatever the prior's size."""
+        from engine.priors import resolve_prior_spec
+        from engine.priors.words import check_words, load_tokenizer
+
+        try:
+            folder = resolve_prior_spec(cfg.prior).identity().folder
+        except OSError as e:  # e.g. a name too long for the filesystem
+            raise ValueError(f"prior {cfg.prior[:80]!r}: {e.strerror or e}") from None
+        if folder is None:
+            return  # a hub model: Stable Diffusion's CLIP tokenizer is open-vocabulary
+        with self._check_lock:
+            key = str(folder)
+            if key not in self._tokenizers:
+                try:
+                    self._tokenizers[key] = load_tokenizer(folder)
+                except Exception as e:
+                    raise ValueError(f"cannot load the tokenizer of the prior {cfg.prior!r}: {e}") from None
+            check_words(self._tokenizers[key], cfg.prompt, cfg.prior)
 
     def submit(self, job: JobRecord) -> int:
         """Queue a job; returns its position (1: next). Raises QueueFull."""
@@ -130,7 +148,8 @@ class LocalJobRunner:
         self._threads: list[threading.Thread] = []
         self._alive = 0
         self._stopped = threading.Event()
-        self._checkers = PriorCache(max_entries=4)
+        self._tokenizers: dict[str, Any] = {}
+        """Tokenizers of the local priors jobs named, by folder (for the vocabulary check at the door)."""
         self._check_lock = threading.Lock()
 
     # ------------------------------------------------------------------ interface
