@@ -6,8 +6,9 @@
 At initialisation ε_ψ(c) = ε_ψ(∅) = ε_φ exactly (zero LoRA B, zero camera output layer), so ESD's λ has no
 effect until ε_ψ has learnt something; this measures how fast it does, on the real training loop (the
 trainer's steps, the method's own draws), with any run settings after ``--`` (the flags of
-``python -m engine.generate``). ESD logs the gap whenever it computes both branches (0 < λ < 1); it is
-printed as the mean over each window of ``--every`` steps, with ε_ψ's own diffusion loss.
+``python -m engine.generate``). ESD logs the gap whenever it computes both branches (0 < λ < 1), and
+λ's share of the field's update, λ·‖ε_ψ(c) − ε_ψ(∅)‖ / ‖g‖ (g = ε̂_φ − ε_ψ(c) + λ·(ε_ψ(c) − ε_ψ(∅)): what λ
+can move); both are printed as the mean over each window of ``--every`` steps, with ε_ψ's own loss.
 """
 
 from __future__ import annotations
@@ -55,12 +56,16 @@ def main(argv: list[str] | None = None) -> int:
             stats = trainer.train_step()
             steps.append({"step": step, **{k: v for k, v in stats.items() if isinstance(v, (int, float))}})
             if step % args.every == 0 or step == args.steps:
-                window = [s for s in steps[-args.every :] if "psi_camera_gap" in s]
-                gap = sum(s["psi_camera_gap"] for s in window) / len(window) if window else float("nan")
-                lora = [s["lora_loss"] for s in steps[-args.every :] if "lora_loss" in s]
-                row = {"step": step, "psi_camera_gap": gap, "lora_loss": sum(lora) / max(len(lora), 1)}
+                row = {"step": step}
+                for key in ("psi_camera_gap", "psi_lam_share", "lora_loss"):
+                    window = [s[key] for s in steps[-args.every :] if key in s]
+                    row[key] = sum(window) / len(window) if window else float("nan")
                 rows.append(row)
-                print(f"step {step:5d}  camera gap {gap:.5f}  ε_ψ loss {row['lora_loss']:.4f}", flush=True)
+                print(
+                    f"step {step:5d}  camera gap {row['psi_camera_gap']:.5f}  λ's share of the update "
+                    f"{row['psi_lam_share']:.4f}  ε_ψ loss {row['lora_loss']:.4f}",
+                    flush=True,
+                )
     seconds = time.perf_counter() - t0
     print(f"{args.steps} steps in {seconds:.0f} s; settings: {' '.join(extra) or 'defaults'}")
     if args.json:

@@ -126,7 +126,7 @@ class ESDGuidance(Guidance):
     def direction(self, z, z_t, t, eps, text, generator, cameras):
         """g = ε̂^ω_φ − λ·ε_ψ(∅) − (1−λ)·ε_ψ(c) (eq. 9), then ``lora_steps`` fits of ε_ψ to the renders."""
         eps_phi, _, _ = cfg_noise(self.prior, z_t, t, text, self.cfg.guidance_scale)  # LoRA off: frozen prior
-        score, gap = self.render_score(z_t, t, text.view_free, cameras)  # ε_ψ never sees view suffixes
+        score, gap, diff = self.render_score(z_t, t, text.view_free, cameras)  # ε_ψ never sees view suffixes
         g = eps_phi - score
         losses, dropped = [], 0
         for _ in range(self.cfg.lora_steps):
@@ -136,6 +136,9 @@ class ESDGuidance(Guidance):
         extras = {"lora_loss": sum(losses) / len(losses), "cameras_dropped": float(dropped)}
         if gap is not None:
             extras["psi_camera_gap"] = gap
+            # The part of the field's update λ controls: g = ε̂_φ − ε_ψ(c) + λ·(ε_ψ(c) − ε_ψ(∅)).
+            share = self.cfg.lam * diff.flatten(1).norm(dim=1) / g.flatten(1).norm(dim=1).clamp(min=1e-12)
+            extras["psi_lam_share"] = float(share.mean())
         return g, extras
 
     def render_score(
@@ -144,10 +147,10 @@ class ESDGuidance(Guidance):
         t: Int[Tensor, " B"],
         cond: Float[Tensor, "B S D"],
         cameras: Float[Tensor, "B 4 4"],
-    ) -> tuple[Float[Tensor, "B C h w"], float | None]:
-        """λ·ε_ψ(z_t, t, ∅, y) + (1−λ)·ε_ψ(z_t, t, c, y) (eq. 9), both branches in one UNet batch, and how far
-        apart the branches are: mean over images of ‖ε_ψ(c) − ε_ψ(∅)‖ / ‖ε_ψ(∅)‖ (None unless both are
-        computed). At initialisation the two are equal (the camera MLP's output layer starts at zero), so
+    ) -> tuple[Float[Tensor, "B C h w"], float | None, Float[Tensor, "B C h w"] | None]:
+        """λ·ε_ψ(z_t, t, ∅, y) + (1−λ)·ε_ψ(z_t, t, c, y) (eq. 9), both branches in one UNet batch, how far
+        apart the branches are — mean over images of ‖ε_ψ(c) − ε_ψ(∅)‖ / ‖ε_ψ(∅)‖ — and ε_ψ(c) − ε_ψ(∅)
+        itself (both None unless both branches are computed). At initialisation the two are equal (the camera MLP's output layer starts at zero), so
         this says how much of λ's effect ε_ψ has learnt so far.
 
         A branch with weight 0 is skipped, so VSD (λ = 0) costs one ε_ψ evaluation, not two.
@@ -162,10 +165,11 @@ class ESDGuidance(Guidance):
         parts = eps.chunk(n)
         score = sum(w * e for (_, w), e in zip(branches, parts))
         if n < 2:
-            return score, None
+            return score, None, None
         e_free, e_cam = parts
-        gap = (e_cam - e_free).flatten(1).norm(dim=1) / e_free.flatten(1).norm(dim=1).clamp(min=1e-12)
-        return score, float(gap.mean())
+        diff = e_cam - e_free
+        gap = diff.flatten(1).norm(dim=1) / e_free.flatten(1).norm(dim=1).clamp(min=1e-12)
+        return score, float(gap.mean()), diff
 
     def train_eps_psi(
         self,
