@@ -20,7 +20,9 @@ a comparison of ẑ_t with a learned imitation b̂(z, t) of that bias applied to
   run (seeded by the run seed; t stays random) while ε' of L_lmc is drawn afresh every step. With
   ``fixed_noise`` off, both terms share one fresh ε per step (ε' = ε, one UNet batch of 2B instead of 3B),
   which is exactly eq. 6 with L_proj replaced by L_lmc.
-* w(t) = 1 (appendix 0.A: "in all experiments, we set w(t) = 1").
+* w(t) = 1 − ᾱ_t by default: appendix 0.A sets w(t) = 1 "in all experiments … The only exceptions are
+  the DreamFusion experiments, where we use the original hyper-parameters", and text-to-3D is those
+  (DreamFusion's w(t) = σ_t²). ``weighting="uniform"`` is the image experiments' choice.
 
 Random draws per call, in order: the timesteps, then (only when ``fixed_noise`` is off) ε, then (only
 when it is on) ε'. The gradient reaches the field through the surrogate ½‖z − sg(z − g)‖²/B of
@@ -63,11 +65,14 @@ class LMCSDSConfig(GuidanceConfig):
     guidance_scale: float = setting(10.0, gt=0.0, serve=(0.0, 1000.0))
     """Classifier-free guidance scale ω (LMC-SDS works with ~1/10 of DreamFusion's 100; the paper uses 8–20).
     Must be > 0: the loss is scaled by 1/ω."""
-    weighting: Weighting = "uniform"
-    """w(t): uniform = 1 (the paper's choice), sds = 1 − ᾱ_t."""
+    weighting: Weighting = "sds"
+    """w(t): sds = 1 − ᾱ_t, DreamFusion's (the paper's text-to-3D experiments keep DreamFusion's
+    hyper-parameters, app. 0.A); uniform = 1 (its image experiments)."""
     fixed_noise: bool = True
     """Fixed-ε seeds: fix ε of the prompt term for the whole run (seeded by ``train.seed``; t stays random)
-    while the corrective term keeps drawing fresh noise (paper §4: diverse yet stable results)."""
+    while the corrective term keeps drawing fresh noise (paper §4: diverse yet stable results; its
+    text-to-3D Fig. 10). On by default here, where the paper switches it on only when it says so: different
+    seeds giving genuinely different assets is what this product promises for LMC-SDS."""
     corrective: str | None = None
     """Folder of the manifold corrective b̂ (scripts/train_corrective.py writes one); None: the prior's
     shipped one in <prior folder>/corrective (the built-in prior has one)."""
