@@ -70,6 +70,8 @@ class DiffusionPrior(ABC):
         alphas_cumprod: ᾱ_t for every t, float32 on ``device``, from the scheduler config.
         prediction_type: what the UNet was trained to predict (``epsilon``, ``v_prediction`` or ``sample``);
             :meth:`predict_noise` always converts to ε.
+        x0_clip: the range ±x0_clip of clean ``z`` a sampler may clamp its x₀ estimates to (1.0 for pixel
+            models: the data range ``2·rgb − 1``; None for latent models, whose latents are unbounded).
     """
 
     name: str
@@ -83,6 +85,7 @@ class DiffusionPrior(ABC):
     num_train_timesteps: int
     alphas_cumprod: Float[Tensor, " T"]
     prediction_type: str
+    x0_clip: float | None = None
 
     def __init__(
         self,

@@ -74,6 +74,7 @@ class PixelDiffusionPrior(DiffusionPrior):
         self.resolution = square_size(unet.config.sample_size, name)
         self.latent_channels = cin
         self.latent_resolution = self.resolution
+        self.x0_clip = 1.0  # z = 2·rgb − 1 lies in [−1, 1]
 
     @classmethod
     def from_folder(cls, path: str | Path, device: torch.device) -> PixelDiffusionPrior:

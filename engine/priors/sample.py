@@ -32,7 +32,11 @@ def sample_images(
     generator: torch.Generator | None = None,
     clip: bool = True,
 ) -> Float[Tensor, "B 3 R R"]:
-    """One image per prompt, RGB in [0, 1], at the prior's native resolution (pixel priors: model space)."""
+    """One image per prompt, RGB in [0, 1], at the prior's native resolution (pixel priors: model space).
+
+    ``clip`` clamps each x₀ estimate to the prior's data range ±``prior.x0_clip`` where it has one (pixel
+    priors; latents are unbounded and never clamped)."""
+    bound = prior.x0_clip if clip else None
     if steps < 1:
         raise ValueError(f"steps must be >= 1 (got {steps})")
     n = len(prompts)
@@ -50,8 +54,8 @@ def sample_images(
         eps_u, eps_c = prior.predict_noise(torch.cat([x, x]), torch.cat([tt, tt]), emb).chunk(2)
         eps = eps_u + guidance_scale * (eps_c - eps_u)
         x0 = prior.predict_x0(x, tt, eps)
-        if clip:
-            x0 = x0.clamp(-1.0, 1.0)
+        if bound is not None:
+            x0 = x0.clamp(-bound, bound)
             eps = (x - ab[t].sqrt() * x0) / (1 - ab[t]).sqrt()
         ab_prev = ab[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, device=prior.device)
         x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps

@@ -22,10 +22,10 @@ class ImageSource:
         if cfg.images is not None:
             self.pool = encode_folder(Path(cfg.images).expanduser(), prior)
             print(f"encoded {self.pool.shape[0]} images (with mirror images) from {cfg.images}", flush=True)
-        elif prior.latent_channels != 3:
+        elif prior.latent_channels != 3 and not trained_on_world(prior):
             raise SystemExit(
-                f"error: the prior {prior.name} is a latent prior; world images do not represent its image "
-                "distribution: pass --images DIR (a folder of photos)"
+                f"error: the prior {prior.name} is a latent prior not trained on the procedural world; world "
+                "images do not represent its image distribution: pass --images DIR (a folder of photos)"
             )
         else:
             from engine.world.data import WorldConfig, WorldSampler
@@ -41,6 +41,22 @@ class ImageSource:
 
 
 @torch.no_grad()
+def trained_on_world(prior) -> bool:
+    """Whether the prior's own training record (``training.json`` in its folder, written by this repo's
+    training scripts) says it learned the procedural world's images."""
+    import json
+
+    folder = getattr(prior, "folder", None)
+    record = Path(folder) / "training.json" if folder is not None else None
+    if record is None or not record.is_file():
+        return False
+    return json.loads(record.read_text()).get("data") == WORLD_DATA
+
+
+WORLD_DATA = "engine.world"
+"""What a training record names as its data when the images came from :mod:`engine.world`."""
+
+
 def encode_folder(folder: Path, prior, chunk: int = 16) -> torch.Tensor:
     """Every image of ``folder`` and its mirror image, centre-cropped, resized and encoded (CPU float32)."""
     import numpy as np
@@ -82,7 +98,7 @@ def triplets(prior, source: ImageSource, n: int, cfg: CorrectiveTrainConfig, x0_
 def resolve_x0_clip(value: str, prior) -> float | None:
     v = value.strip().lower()
     if v == "auto":
-        return 1.0 if prior.latent_channels == 3 else None
+        return prior.x0_clip  # the prior's own data range: 1.0 for pixel priors, none for latents
     if v == "none":
         return None
     try:

@@ -275,12 +275,27 @@ def test_resolve_rejects_unknown_forms(spec: str) -> None:
         resolve_prior_spec(spec)
 
 
-def test_builtin_prior(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(priors, "BUILTIN_PRIOR_DIR", tmp_path / "builtin")
-    with pytest.raises(ValueError, match="built-in prior is not installed yet: pass --prior PATH"):
-        resolve_prior_spec("builtin")
-    (tmp_path / "builtin" / "unet").mkdir(parents=True)
-    assert resolve_prior_spec("builtin") == PixelPriorConfig(path=str(tmp_path / "builtin"))
+@pytest.mark.parametrize("name", list(priors.SHIPPED_PRIORS))
+def test_shipped_priors_resolve_by_name_and_by_layout(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = tmp_path / name
+    monkeypatch.setitem(priors.SHIPPED_PRIORS, name, priors.ShippedPrior(name, folder, "a test prior"))
+    with pytest.raises(ValueError, match=f"shipped prior '{name}' is not installed .*: pass --prior PATH"):
+        resolve_prior_spec(name)
+    (folder / "unet").mkdir(parents=True)
+    assert resolve_prior_spec(name) == PixelPriorConfig(path=str(folder))  # no vae/: pixel space
+    (folder / "vae").mkdir()
+    assert resolve_prior_spec(f" {name} ") == StableDiffusionConfig(model=str(folder))  # latent
+
+
+def test_every_shipped_prior_is_installed_and_has_its_tuning() -> None:
+    from engine.config import PRIOR_TUNING, prior_tuning
+
+    assert set(PRIOR_TUNING) == set(priors.SHIPPED_PRIORS)
+    for name in priors.SHIPPED_PRIORS:
+        identity = resolve_prior_spec(name).identity()
+        assert identity.fingerprint is not None and prior_tuning(identity) is PRIOR_TUNING[name], name
 
 
 @pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated")
@@ -297,3 +312,23 @@ def test_loading_errors_are_one_line(tmp_path: Path, tiny_sd_prior_dir: Path) ->
     with pytest.raises(RuntimeError, match="not found locally and the model hub is unreachable") as err:
         StableDiffusionConfig(model="nobody/no-such-model").setup(CPU)  # HF_HUB_OFFLINE=1 in conftest
     assert "\n" not in str(err.value)
+
+
+def test_the_sampler_clamps_x0_only_to_a_pixel_priors_data_range(
+    pixel_prior: DiffusionPrior, sd_prior: DiffusionPrior, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pixel z = 2·rgb − 1 lies in [−1, 1], so the sampler may clamp x₀ there; latents are unbounded, and a
+    clamp at ±1 would flatten every scaled latent's tails (it did, before priors said which range is theirs)."""
+    from engine.priors.sample import sample_images
+
+    assert pixel_prior.x0_clip == 1.0 and sd_prior.x0_clip is None
+    final: dict[str, float] = {}
+    for key, prior in (("pixel", pixel_prior), ("sd", sd_prior)):
+        cls = type(prior)
+        monkeypatch.setattr(cls, "predict_x0", lambda self, *a, _o=cls.predict_x0: 50.0 * _o(self, *a))
+        monkeypatch.setattr(
+            prior, "decode", lambda z, _k=key: final.__setitem__(_k, float(z.abs().max())) or z
+        )
+        sample_images(prior, ["a red cube"], steps=2, generator=torch.Generator().manual_seed(0))
+        monkeypatch.undo()
+    assert final["pixel"] <= 1.0 + 1e-6 < 2.0 < final["sd"], final  # the last step returns x₀ itself
