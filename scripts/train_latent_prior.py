@@ -15,16 +15,20 @@ One resumable run in two stages over one step counter:
    = L1 + MSE reconstruction + ``kl_weight`` · KL (a near-deterministic autoencoder, as SD's VAE is);
 2. at the switch, the latents' scaling factor 1/σ(z) is measured on a fixed batch (SD's convention, so
    the UNet sees unit-variance latents), the VAE is frozen;
-3. steps ``vae_steps …``: the text-conditioned UNet + text encoder on the frozen VAE's latent means, with the
-   built-in pixel prior's recipe (cosine schedule, min-SNR-γ weights, caption dropout, EMA weights).
+3. steps ``vae_steps …``: the text-conditioned UNet + text encoder on the frozen VAE's latent means of a
+   pool of ``latent_pool`` world images encoded once (a fresh batch each step costs more to render and
+   encode than the UNet step), with the built-in pixel prior's recipe (cosine schedule, min-SNR-γ weights,
+   caption dropout, EMA weights).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,6 +37,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import engine  # noqa: E402,F401  (THP before torch allocates)
 from engine.configbase import to_dict  # noqa: E402
+from scripts.corrective.data import WORLD_DATA  # noqa: E402
 from scripts.train_builtin_prior import build_text_model  # noqa: E402
 from scripts.training_common import (  # noqa: E402
     DenoisingTrainer,
@@ -80,6 +85,10 @@ class LatentPriorTrainConfig(DiffusionRecipe):
     """Total steps, both stages (the UNet trains for steps − vae_steps)."""
     unet_channels: tuple[int, int, int] = (32, 64, 128)
     """UNet block_out_channels on the latents (16 → 8 → 4)."""
+    latent_pool: int = 16384
+    """World images rendered and encoded once by the frozen VAE when the UNet stage starts (and again, the
+    same ones, on a resume), from which the UNet's batches are drawn: rendering and encoding each batch
+    afresh costs more than the UNet step itself. 0: a fresh batch of world images every step."""
     checkpoint_every: int = 200
     """Steps between checkpoints."""
     log_every: int = 25
@@ -90,7 +99,16 @@ class LatentPriorTrainConfig(DiffusionRecipe):
     """Write the model from the latest checkpoint without training."""
 
 
-RESUMABLE = {"fresh", "max_minutes", "steps", "checkpoint_every", "log_every", "export_only", "out"}
+RESUMABLE = {
+    "fresh",
+    "max_minutes",
+    "steps",
+    "checkpoint_every",
+    "log_every",
+    "export_only",
+    "out",
+    "latent_pool",
+}
 """Settings that may change when resuming."""
 
 
@@ -188,8 +206,26 @@ def train(cfg: LatentPriorTrainConfig, command: str) -> dict:
             scaling["factor"] = float(1.0 / z.std())
             print(f"VAE frozen after {cfg.vae_steps} steps; latent σ {float(z.std()):.4f}", flush=True)
 
+    pool: dict[str, Any] = {}
+
+    def build_pool() -> None:
+        """``cfg.latent_pool`` world images (their own seed, so a resume rebuilds the same pool), encoded."""
+        if not cfg.latent_pool or pool:
+            return
+        source = WorldSampler(WorldConfig(size=cfg.resolution, seed=cfg.seed + 2))
+        g = torch.Generator().manual_seed(cfg.seed + 2)
+        latents, captions = [], []
+        with torch.no_grad():
+            for i in range(0, cfg.latent_pool, 256):
+                b = source.sample_batch(min(256, cfg.latent_pool - i), g)
+                latents.append(vae.encode(b.images * 2 - 1).latent_dist.mean * scaling["factor"])
+                captions += b.captions
+        pool["z"], pool["captions"] = torch.cat(latents), captions
+        print(f"encoded a pool of {len(captions)} world images for the UNet stage", flush=True)
+
     if run.step >= cfg.vae_steps:
         freeze_vae()
+        build_pool()
     if cfg.export_only:
         if run.step <= cfg.vae_steps:
             raise SystemExit(f"error: --export-only needs a checkpoint past the VAE stage in {run.work_dir}")
@@ -211,12 +247,18 @@ def train(cfg: LatentPriorTrainConfig, command: str) -> dict:
         else:  # stage 2: the latent diffusion model
             if step == cfg.vae_steps:
                 freeze_vae()
+                build_pool()
                 run.running = None  # a new loss starts its own average
-            batch = world.sample_batch(cfg.batch_size, gen)
-            with torch.no_grad():
-                z0 = vae.encode(batch.images * 2 - 1).latent_dist.mean * scaling["factor"]
+            if pool:
+                idx = torch.randint(len(pool["captions"]), (cfg.batch_size,), generator=gen)
+                z0, captions = pool["z"][idx], [pool["captions"][i] for i in idx.tolist()]
+            else:
+                batch = world.sample_batch(cfg.batch_size, gen)
+                with torch.no_grad():
+                    z0 = vae.encode(batch.images * 2 - 1).latent_dist.mean * scaling["factor"]
+                captions = batch.captions
             k = step - cfg.vae_steps
-            loss, value = trainer.step(z0, batch.captions, k, gen)
+            loss, value = trainer.step(z0, captions, k, gen)
             stage, lr = "unet", trainer.lr_at(k)
         run.count(value, keep=0.98, new=0.02)
         if run.step % cfg.log_every == 0:
@@ -244,9 +286,11 @@ def export_model(cfg, command, vae, trainer: DenoisingTrainer, scheduler, run, s
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     vae.register_to_config(scaling_factor=scaling["factor"])
-    vae.save_pretrained(out / "vae", safe_serialization=True)
-    unet.save_pretrained(out / "unet", safe_serialization=True)
-    text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
+    # fp16 on disk (half the size; loaded as fp32 on the CPU): the VAE too, as Stable Diffusion ships it.
+    vae.half().save_pretrained(out / "vae", safe_serialization=True)
+    unet.half().save_pretrained(out / "unet", safe_serialization=True)
+    text_encoder.half().save_pretrained(out / "text_encoder", safe_serialization=True)
+    vae.float(), unet.float(), text_encoder.float()
     tokenizer.save_pretrained(out / "tokenizer")
     scheduler.save_pretrained(out / "scheduler")
     (out / "model_index.json").write_text(
@@ -254,6 +298,7 @@ def export_model(cfg, command, vae, trainer: DenoisingTrainer, scheduler, run, s
     )
     info = {
         "command": command,
+        "data": WORLD_DATA,
         "seed": cfg.seed,
         "steps": run.step,
         "vae_steps": cfg.vae_steps,
@@ -265,12 +310,21 @@ def export_model(cfg, command, vae, trainer: DenoisingTrainer, scheduler, run, s
             "unet": sum(p.numel() for p in unet.parameters()),
             "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
         },
-        "config": to_dict(cfg),
+        "config": to_dict(cfg) | {"out": _relative(cfg.out), "work_dir": _relative(cfg.work_dir)},
         "machine": machine_info(),
     }
     (out / "training.json").write_text(json.dumps(info, indent=2))
+    # The loss log ships beside the weights (a few hundred kB at most): the model card's curve is read from it.
+    if run.log_path.exists():
+        shutil.copyfile(run.log_path, out / "loss.jsonl")
     print(f"wrote {out} after {run.step} steps, {run.elapsed / 60:.1f} min", flush=True)
     return info
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it (training.json ships in the repo)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from scripts.train_latent_prior import main
 
 TINY = ["--resolution", "32", "--vae-channels", "8,8,8", "--unet-channels", "8,16,16", "--text-dim", "16"]
 TINY += ["--batch-size", "2", "--vae-batch-size", "2", "--checkpoint-every", "1", "--log-every", "1"]
+TINY += ["--latent-pool", "6"]
 
 
 @pytest.fixture(scope="module")
