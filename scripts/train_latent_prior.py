@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,7 +226,9 @@ def train(cfg: LatentPriorTrainConfig, command: str) -> dict:
 
     if run.step >= cfg.vae_steps:
         freeze_vae()
+        t0 = time.perf_counter()
         build_pool()
+        run.elapsed += time.perf_counter() - t0  # the wall-clock budget and record include it
     if cfg.export_only:
         if run.step <= cfg.vae_steps:
             raise SystemExit(f"error: --export-only needs a checkpoint past the VAE stage in {run.work_dir}")
