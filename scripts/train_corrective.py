@@ -7,8 +7,8 @@ b̂_ψ(z, t) learns the blur the prior's one-step denoiser applies to on-manifol
 with z drawn from the prior's own image distribution, t/T ~ U(0.02, 0.98), z_t = √ᾱ_t z + √(1−ᾱ_t) ε and
 ẑ_t = z_φ(z_t, t) the prior's *unconditional* one-step denoised estimate; the only loss is eq. 10,
 ‖ẑ_t − renormalise(b̂_ψ(z, t), ẑ_t)‖² (mean over elements; ``engine.guidance.corrective``). For the
-built-in prior z are world images (``engine.world``, the prior's training distribution) rendered on the
-fly at its resolution; for Stable Diffusion pass ``--images DIR`` (a folder of photos, VAE-encoded once,
+built-in priors z are world images (``engine.world``, their training distribution) rendered on the fly at
+the prior's resolution (VAE-encoded for the latent one); for Stable Diffusion pass ``--images DIR`` (a folder of photos, VAE-encoded once,
 with their mirror images). The result (fp16 safetensors + config.json + MODEL_CARD.md + loss.png +
 eval.json) goes to ``<prior folder>/corrective`` (the prior's shipped corrective) or ``--out``.
 

@@ -138,7 +138,12 @@ def model_card(cfg, model, prior_info, training, rows, nparams, size_kb) -> str:
         f"images from `{cfg.images}` (centre-cropped, resized, VAE-encoded, plus mirror images)"
         if cfg.images
         else "procedural world images (`engine.world.WorldSampler`, default `WorldConfig` at the prior's "
-        "resolution: the built-in prior's own training distribution), rendered on the fly, z = 2·rgb − 1"
+        "resolution: the built-in prior's own training distribution), rendered on the fly, "
+        + (
+            "z = 2·rgb − 1"
+            if model.cfg.channels == 3
+            else "z = the prior's VAE encoding (posterior mean × scaling factor)"
+        )
     )
     table = "\n".join(
         f"| {r['t']} | {r['b_minus_z']:.3f} | {r['zhat_minus_z']:.3f} | {r['loss_b']:.5f} | {r['loss_identity']:.5f} |"
