@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import torch
 
 from engine.config import RunConfig
-from engine.device import auxiliary_device, describe
+from engine.device import describe
 from engine.serve.jobs import JobRecord, JobStore
 from engine.serve.reporting import VariantReporter, result_data
 from engine.train import TrainingDiverged
@@ -44,25 +44,7 @@ class JobRunner(Protocol):
         """Start the workers; ``resume`` (jobs unfinished by a previous process) run first, in order."""
 
     def check(self, cfg: RunConfig) -> None:
-        """Refuse a job whose prior does not resolve or whose prompt has words a closed-vocabulary prior does
-        not know. Only the prior's tokenizer is loaded (cached): no weights, whatever the prior's size."""
-        from engine.priors import resolve_prior_spec
-        from engine.priors.words import check_words, load_tokenizer
-
-        try:
-            folder = resolve_prior_spec(cfg.prior).identity().folder
-        except OSError as e:  # e.g. a name too long for the filesystem
-            raise ValueError(f"prior {cfg.prior[:80]!r}: {e.strerror or e}") from None
-        if folder is None:
-            return  # a hub model: Stable Diffusion's CLIP tokenizer is open-vocabulary
-        with self._check_lock:
-            key = str(folder)
-            if key not in self._tokenizers:
-                try:
-                    self._tokenizers[key] = load_tokenizer(folder)
-                except Exception as e:
-                    raise ValueError(f"cannot load the tokenizer of the prior {cfg.prior!r}: {e}") from None
-            check_words(self._tokenizers[key], cfg.prompt, cfg.prior)
+        """Raise ValueError if ``cfg`` cannot run here (unknown prior, words the prior does not know)."""
 
     def submit(self, job: JobRecord) -> int:
         """Queue a job; returns its position (1: next). Raises QueueFull."""
@@ -174,21 +156,25 @@ class LocalJobRunner:
             threading.Thread(target=self._watch_stopping, name="engine-stop-watch", daemon=True).start()
 
     def check(self, cfg: RunConfig) -> None:
-        from engine.priors import PixelPriorConfig, resolve_prior_spec
+        """Refuse a job whose prior does not resolve or whose prompt has words a closed-vocabulary prior does
+        not know. Only the prior's tokenizer is loaded (cached): no weights, whatever the prior's size."""
+        from engine.priors import resolve_prior_spec
+        from engine.priors.words import check_words, load_tokenizer
 
         try:
-            prior_cfg = resolve_prior_spec(cfg.prior)
+            folder = resolve_prior_spec(cfg.prior).identity().folder
         except OSError as e:  # e.g. a name too long for the filesystem
             raise ValueError(f"prior {cfg.prior[:80]!r}: {e.strerror or e}") from None
-        if not isinstance(prior_cfg, PixelPriorConfig):
-            return  # Stable Diffusion is open-vocabulary; loading it just to check would be slow
-        # A separate small copy on the CPU: the workers' copy may be tokenizing on another thread.
+        if folder is None:
+            return  # a hub model: Stable Diffusion's CLIP tokenizer is open-vocabulary
         with self._check_lock:
-            try:
-                prior, _ = self._checkers.get(cfg.prior, auxiliary_device())
-            except Exception as e:
-                raise ValueError(f"cannot load the prior {cfg.prior!r}: {e}") from None
-            prior.vocabulary_check(cfg.prompt)
+            key = str(folder)
+            if key not in self._tokenizers:
+                try:
+                    self._tokenizers[key] = load_tokenizer(folder)
+                except Exception as e:
+                    raise ValueError(f"cannot load the tokenizer of the prior {cfg.prior!r}: {e}") from None
+            check_words(self._tokenizers[key], cfg.prompt, cfg.prior)
 
     def submit(self, job: JobRecord) -> int:
         with self._cond:
