@@ -11,7 +11,7 @@ import torch
 
 from engine.guidance import PromptEmbeddings, SDSConfig
 from engine.priors import StableDiffusionConfig, resolve_prior_spec
-from scripts.train_latent_prior import main
+from scripts.train_latent_prior import LatentPriorTrainConfig, main
 
 TINY = ["--resolution", "32", "--vae-channels", "8,8,8", "--unet-channels", "8,16,16", "--text-dim", "16"]
 TINY += ["--batch-size", "2", "--vae-batch-size", "2", "--checkpoint-every", "1", "--log-every", "1"]
@@ -36,7 +36,8 @@ def test_the_folder_loads_as_a_stable_diffusion_prior(latent_prior: Path):
     cfg = resolve_prior_spec(str(latent_prior))
     assert isinstance(cfg, StableDiffusionConfig)
     prior = cfg.setup("cpu")
-    assert (prior.resolution, prior.latent_channels, prior.latent_resolution) == (32, 4, 8)
+    channels = LatentPriorTrainConfig().latent_channels
+    assert (prior.resolution, prior.latent_channels, prior.latent_resolution) == (32, channels, 8)
     with pytest.raises(ValueError, match="unknown word"):
         prior.vocabulary_check("a red dragon")
     text = PromptEmbeddings(cond=prior.encode_prompts(["a red cube"]), uncond=prior.encode_prompts([""]))
