@@ -3,7 +3,10 @@ checkpoints and divergence detection.
 
 Randomness comes from three CPU generators seeded from ``train.seed`` — cameras, rendering (sample
 jitter, shading, light) and guidance (timesteps, noise) — so one stream's consumption never shifts
-another's, and a checkpoint stores all three: a resumed run continues exactly where it stopped.
+another's, and a checkpoint stores all three: a resumed run continues exactly where it stopped. The
+field's initial parameters come from a fourth generator seeded from ``train.seed``, never from torch's
+global generator: that one is shared by every thread of the process, so two jobs starting together on
+two server workers would otherwise draw each other's numbers.
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 # Settings that may differ between a checkpoint and the run resuming it (they do not change the maths).
 _RESUMABLE_DIFFERENCES = {"checkpoint_every", "preview_every", "preview_size", "device", "steps", "export"}
+
+MODEL_BUILD_LOCK = threading.RLock()
+"""Held while modules are built or loaded, because two things make that unsafe on concurrent threads (the
+server's workers): loading weights with diffusers/transformers patches torch process-wide (accelerate's
+``init_empty_weights`` puts every parameter created meanwhile on the meta device, on any thread), and
+some builders draw from, or reseed, torch's global generator (ESD seeds its ε_ψ with ``fork_rng`` +
+``manual_seed``, which is private only while no other thread uses that generator). Training needs no
+lock: it draws only from the run's own generators."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -83,11 +94,13 @@ class Trainer:
         self.callbacks = callbacks or Callbacks()
         self.device = prior.device
         seed = cfg.train.seed
-        torch.manual_seed(seed)  # parameter initialisation
-        self.field = cfg.field.setup(self.device)
-        self.renderer = cfg.renderer.setup(cfg.field.bound).to(self.device)
+        with MODEL_BUILD_LOCK:
+            # Parameter initialisation from the run's seed alone (the generator is seeded as
+            # torch.manual_seed(seed) seeded the global one before, so a seed gives the same field as then).
+            self.field = cfg.field.setup(self.device, generator=torch.Generator().manual_seed(seed))
+            self.renderer = cfg.renderer.setup(cfg.field.bound).to(self.device)
+            self.guidance = cfg.guidance.setup(prior, seed=cfg.train.seed)
         self.sampler = cfg.cameras.setup()
-        self.guidance = cfg.guidance.setup(prior, seed=cfg.train.seed)
         self.regularizers = cfg.regularizers.setup(cfg.field.bound)
         self.gens = {
             name: torch.Generator().manual_seed(seed * 1000 + i)

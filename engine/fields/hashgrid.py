@@ -75,17 +75,22 @@ class HashGridConfig(Config):
                 f"base_resolution must not exceed max_resolution (got {self.base_resolution} > {self.max_resolution})"
             )
 
-    def setup(self, device: torch.device | str = "cpu") -> HashGridEncoding:
-        """Build the encoding on ``device`` with the implementation this config asks for."""
-        return make_hash_grid(self, device)
+    def setup(
+        self, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> HashGridEncoding:
+        """Build the encoding on ``device`` with the implementation this config asks for; the initial table
+        comes from ``generator`` (a CPU generator) when given, else from torch's global generator."""
+        return make_hash_grid(self, device, generator)
 
 
-def make_hash_grid(cfg: HashGridConfig, device: torch.device | str = "cpu") -> HashGridEncoding:
+def make_hash_grid(
+    cfg: HashGridConfig, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+) -> HashGridEncoding:
     """The implementation ``cfg.implementation`` asks for; ``auto`` prefers tiny-cuda-nn, else pure torch."""
     cfg.validate()
     device = torch.device(device)
     if cfg.implementation == "torch":
-        return TorchHashGrid(cfg, device)
+        return TorchHashGrid(cfg, device, generator)
     reason = tcnn_unavailable(device)
     if cfg.implementation == "tcnn":
         if reason is not None:
@@ -93,13 +98,13 @@ def make_hash_grid(cfg: HashGridConfig, device: torch.device | str = "cpu") -> H
                 f"implementation='tcnn' needs tiny-cuda-nn on a CUDA device, but {reason}; "
                 "use implementation='torch' or 'auto'"
             )
-        return TcnnHashGrid(cfg, device)
+        return TcnnHashGrid(cfg, device, generator)
     if reason is None:
-        return TcnnHashGrid(cfg, device)
+        return TcnnHashGrid(cfg, device, generator)
     # On a CUDA machine the user may want to install tiny-cuda-nn; on CPU the torch grid is the only option.
     log.log(
         logging.INFO if device.type == "cuda" else logging.DEBUG,
         "hash grid: using the pure-torch grid (%s)",
         reason,
     )
-    return TorchHashGrid(cfg, device)
+    return TorchHashGrid(cfg, device, generator)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
@@ -27,6 +28,18 @@ def level_resolutions(cfg: HashGridConfig) -> list[int]:
         return [cfg.base_resolution]
     growth = math.exp((math.log(cfg.max_resolution) - math.log(cfg.base_resolution)) / (cfg.n_levels - 1))
     return [math.floor(cfg.base_resolution * growth**level + 1e-6) for level in range(cfg.n_levels)]
+
+
+def initial_table(
+    shape: tuple[int, ...], scale: float, device: torch.device | str, generator: torch.Generator | None
+) -> Tensor:
+    """Table entries U(-scale, scale) (instant-NGP). With a ``generator`` they are drawn on the CPU from it
+    and then moved, so the same seed gives the same table on every device and no other run's draws from
+    torch's global generator (another job on another thread) can change them. Without one: the global
+    generator of ``device``, as before generators were passed in."""
+    if generator is None:
+        return torch.empty(shape, device=device).uniform_(-scale, scale)
+    return torch.empty(shape).uniform_(-scale, scale, generator=generator).to(device)
 
 
 class HashGridEncoding(nn.Module):

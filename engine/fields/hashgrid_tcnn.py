@@ -10,7 +10,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from engine.fields.hashgrid_base import HashGridEncoding
+from engine.fields.hashgrid_base import HashGridEncoding, initial_table
 
 if TYPE_CHECKING:
     from engine.fields.hashgrid import HashGridConfig
@@ -23,7 +23,12 @@ class TcnnHashGrid(HashGridEncoding):
     so its values are not bit-identical to :class:`TorchHashGrid`; the encoding is the same in kind and size.
     """
 
-    def __init__(self, cfg: HashGridConfig, device: torch.device | str = "cuda"):
+    def __init__(
+        self,
+        cfg: HashGridConfig,
+        device: torch.device | str = "cuda",
+        generator: torch.Generator | None = None,
+    ):
         super().__init__(cfg)
         import tinycudann as tcnn
 
@@ -43,7 +48,11 @@ class TcnnHashGrid(HashGridEncoding):
                 },
             )
         with torch.no_grad():
-            self.encoding.params.uniform_(-cfg.init_scale, cfg.init_scale)
+            params = self.encoding.params
+            if generator is None:
+                params.uniform_(-cfg.init_scale, cfg.init_scale)
+            else:
+                params.copy_(initial_table(tuple(params.shape), cfg.init_scale, params.device, generator))
 
     def forward(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, "N out_dim"]:
         """x in [0, 1]^3 (caller normalises scene bounds); output float32."""

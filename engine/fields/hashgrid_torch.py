@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from engine.fields.hashgrid_base import HASH_PRIMES, HashGridEncoding, level_resolutions
+from engine.fields.hashgrid_base import HASH_PRIMES, HashGridEncoding, initial_table, level_resolutions
 
 if TYPE_CHECKING:
     from engine.fields.hashgrid import HashGridConfig
@@ -251,7 +251,12 @@ class _HashGridFunction(torch.autograd.Function):
 class TorchHashGrid(HashGridEncoding):
     """Pure-torch grid: eager kernels anywhere, a fused ``torch.compile`` path where Inductor works."""
 
-    def __init__(self, cfg: HashGridConfig, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        cfg: HashGridConfig,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+    ):
         super().__init__(cfg)
         n_levels, n_features = cfg.n_levels, cfg.n_features_per_level
         table_size = 2**cfg.log2_hashmap_size
@@ -268,9 +273,7 @@ class TorchHashGrid(HashGridEncoding):
             for r, d in zip(self.resolutions, dense, strict=True)
         ]
         self.embeddings = nn.Parameter(
-            torch.empty(n_levels, table_size, n_features, device=device).uniform_(
-                -cfg.init_scale, cfg.init_scale
-            )
+            initial_table((n_levels, table_size, n_features), cfg.init_scale, device, generator)
         )
         """The hash tables, [L, T, F]; level l's row r is ``embeddings[l, r]``."""
         self.register_buffer(

@@ -10,6 +10,7 @@ wants a diffuse asset that can be baked into a texture).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -90,23 +91,47 @@ class FieldConfig(Config):
     sdf_beta: float = setting(0.02, gt=0.0, le=0.5)
     """β of the sdf density: the width (scene units) of the transition from empty to solid."""
 
-    def setup(self, device: torch.device | str = "cpu") -> NeRFField:
-        return NeRFField(self, device).to(device)
+    def setup(
+        self, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> NeRFField:
+        """The field on ``device``. Its initial parameters come from ``generator`` (a CPU generator: the
+        trainer passes one seeded from the run's seed) when given, else from torch's global generator."""
+        return NeRFField(self, device, generator).to(device)
 
 
-def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_out))
+def _linear(n_in: int, n_out: int, generator: torch.Generator | None) -> nn.Linear:
+    """nn.Linear with its default initialisation (kaiming-uniform weight, U(±1/√fan_in) bias), drawn from
+    ``generator`` when given. The layer is then built uninitialised (skip_init) so that it never touches
+    the global generator, which jobs on other threads share; the draws are in nn.Linear's own order, so a
+    generator seeded with s gives the same layer as ``torch.manual_seed(s)`` did on the CPU."""
+    if generator is None:
+        return nn.Linear(n_in, n_out)
+    layer = torch.nn.utils.skip_init(nn.Linear, n_in, n_out)
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+        bound = 1.0 / math.sqrt(n_in) if n_in > 0 else 0.0
+        nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    return layer
+
+
+def _mlp(n_in: int, hidden: int, n_out: int, generator: torch.Generator | None = None) -> nn.Sequential:
+    return nn.Sequential(
+        _linear(n_in, hidden, generator), nn.ReLU(inplace=True), _linear(hidden, n_out, generator)
+    )
 
 
 class NeRFField(nn.Module):
     """σ(x) and albedo(x) for points in the scene box."""
 
-    def __init__(self, cfg: FieldConfig, device: torch.device | str = "cpu"):
+    def __init__(
+        self, cfg: FieldConfig, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ):
         super().__init__()
         self.cfg = cfg
-        self.encoding = cfg.grid.setup(device)
-        self.density_head = _mlp(self.encoding.out_dim, cfg.hidden_dim, 1)
-        self.albedo_head = _mlp(self.encoding.out_dim, cfg.hidden_dim, 3)
+        # One generator for every draw, in a fixed order (table, density head, albedo head).
+        self.encoding = cfg.grid.setup(device, generator)
+        self.density_head = _mlp(self.encoding.out_dim, cfg.hidden_dim, 1, generator)
+        self.albedo_head = _mlp(self.encoding.out_dim, cfg.hidden_dim, 3, generator)
         # 1 for the features of active levels, 0 for the rest (level-major layout: column l·F + f).
         self.register_buffer("level_mask", torch.ones(self.encoding.out_dim), persistent=False)
         self.active_levels = cfg.grid.n_levels

@@ -21,7 +21,7 @@ from engine.config import RunConfig
 from engine.device import describe
 from engine.serve.jobs import JobRecord, JobStore
 from engine.serve.reporting import VariantReporter, result_data
-from engine.train import TrainingDiverged
+from engine.train import MODEL_BUILD_LOCK, TrainingDiverged
 from engine.variants import run_variant
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ class PriorCache:
                 self._cache.move_to_end(key)
                 return self._cache[key], 0.0
             t0 = time.perf_counter()
-            prior = load_prior(resolve_prior_spec(spec), device)
+            with MODEL_BUILD_LOCK:  # another worker may be loading a prior or building a run right now
+                prior = load_prior(resolve_prior_spec(spec), device)
             self._cache[key] = prior
             while len(self._cache) > self.max_entries:
                 self._cache.popitem(last=False)
