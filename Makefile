@@ -2,6 +2,7 @@
 #   make generate PROMPT="a red cube" OUT=red_cube.glb   # builds .venv if needed, then generates an asset
 #   make test                                            # builds .venv if needed, then runs the test suite
 # torch is pinned so CPU machines take the local CPU build instead of a multi-GB CUDA download.
+# The ray extra is part of the set-up: the suite tests the Ray runner (python -m engine.serve --runner ray).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -17,7 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,ray]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -2,11 +2,14 @@
 
 Binds loopback only unless ``--allow-remote``; prints the URL and the token file on start. SIGINT or
 SIGTERM stops cleanly: the running job checkpoints, is marked interrupted and resumes on the next start.
+``--runner ray`` runs the jobs on Ray actors instead of worker threads (engine.serve.ray_runner,
+docs/RAY.md); a Ray set-up that cannot work is one line on stderr and exit code 2, before listening.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import sys
 import threading
@@ -51,7 +54,40 @@ def build_parser():
         default=None,
         help="worker threads (default one per device; 0 accepts jobs without running them)",
     )
-    p.add_argument("--device", default="auto", help="auto (every GPU, else CPU), cpu, cuda, cuda:N")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (every GPU, else CPU), cpu, cuda, cuda:N (--runner ray: auto, cpu or cuda, on the cluster)",
+    )
+    p.add_argument(
+        "--runner",
+        default="thread",
+        choices=["thread", "ray"],
+        help="thread: worker threads in this process (default); ray: Ray actors, one per GPU (docs/RAY.md)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="--runner ray: auto (the cluster `ray start` made on this machine) or HOST:PORT of its head; "
+        "default: start a local Ray in this process",
+    )
+    p.add_argument(
+        "--ray-num-cpus", type=int, default=None, help="CPUs of the local Ray (no --ray-address; default all)"
+    )
+    p.add_argument(
+        "--ray-cpus-per-worker",
+        type=float,
+        default=None,
+        help="CPUs each Ray actor reserves (default 1 per GPU actor; CPU actors share their node's CPUs)",
+    )
+    p.add_argument(
+        "--ray-runtime-env",
+        default=None,
+        help='Ray runtime_env for the actors as JSON, e.g. \'{"env_vars": {"HF_HOME": "/data/hf"}}\'',
+    )
+    p.add_argument(
+        "--ray-start-timeout", type=float, default=120.0, help="seconds a Ray worker may take to start (120)"
+    )
     p.add_argument(
         "--prior", action="append", default=[], help="a prior spec to list in /v1/health (repeatable)"
     )
@@ -78,14 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers is not None and args.workers < 0:
         print("error: --workers must be >= 0", file=sys.stderr)
         return 2
+    problem = _ray_flag_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
 
     from engine.device import worker_devices
     from engine.serve.app import ServerSettings, create_app
 
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
+    runner = None
     try:
-        worker_devices(args.device)  # a clear error now rather than in the first job
         settings = ServerSettings(
             data_dir=data_dir,
             queue_size=args.queue_size,
@@ -94,8 +134,18 @@ def main(argv: list[str] | None = None) -> int:
             priors=args.prior,
             keepalive=args.keepalive,
         )
-        app = create_app(settings)
+        if args.runner == "ray":
+            runner = _ray_runner(args)
+            runner.connect()  # joins or starts Ray and starts the actors: a bad set-up fails here
+            print(runner.describe(), flush=True)
+            app = create_app(settings, runner)
+            runner.attach(app.state.store, app.state.stopping)
+        else:
+            worker_devices(args.device)  # a clear error now rather than in the first job
+            app = create_app(settings)
     except (ValueError, OSError) as e:
+        if runner is not None:
+            runner.close()
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -115,6 +165,54 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {data_dir}", flush=True)
     server.run(sockets=[sock])
     return 0
+
+
+def _ray_flag_problem(args) -> str | None:
+    """What is wrong with the --ray-* flags, if anything (before anything starts)."""
+    given = [
+        f
+        for f in ("ray_address", "ray_num_cpus", "ray_cpus_per_worker", "ray_runtime_env")
+        if getattr(args, f) is not None
+    ]
+    if args.runner != "ray" and given:
+        return f"--{given[0].replace('_', '-')} needs --runner ray"
+    if args.ray_address is not None and args.ray_num_cpus is not None:
+        return (
+            "--ray-num-cpus sizes a local Ray; a cluster given by --ray-address has the CPUs its nodes have"
+        )
+    if args.ray_num_cpus is not None and args.ray_num_cpus < 1:
+        return "--ray-num-cpus must be >= 1"
+    if args.ray_cpus_per_worker is not None and args.ray_cpus_per_worker <= 0:
+        return "--ray-cpus-per-worker must be positive"
+    if args.ray_start_timeout <= 0:
+        return "--ray-start-timeout must be positive"
+    if args.ray_runtime_env is not None:
+        try:
+            env = json.loads(args.ray_runtime_env)
+        except json.JSONDecodeError as e:
+            return f"--ray-runtime-env is not JSON ({e.msg} at character {e.pos})"
+        if not isinstance(env, dict):
+            return '--ray-runtime-env must be a JSON object, e.g. \'{"env_vars": {"A": "1"}}\''
+    return None
+
+
+def _ray_runner(args):
+    try:
+        from engine.serve.ray_runner import RayJobRunner, RaySettings
+    except ImportError as e:  # the optional extra is not installed
+        raise ValueError(
+            f"--runner ray needs the ray package ({e}): pip install -e '.[ray]' (see docs/RAY.md)"
+        ) from None
+    settings = RaySettings(
+        address=args.ray_address,
+        num_cpus=args.ray_num_cpus,
+        workers=args.workers,
+        device=args.device,
+        cpus_per_worker=args.ray_cpus_per_worker,
+        runtime_env=json.loads(args.ray_runtime_env) if args.ray_runtime_env else None,
+        start_timeout=args.ray_start_timeout,
+    )
+    return RayJobRunner(settings, args.queue_size)
 
 
 class _Server(uvicorn.Server):

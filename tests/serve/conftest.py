@@ -1,7 +1,8 @@
 """The real server as a subprocess on a free loopback port with a temporary data folder, and an SSE client.
 
 Every test talks HTTP to ``python -m engine.serve``; nothing is imported in-process, so signals, restarts
-and the command line are exercised as a user would.
+and the command line are exercised as a user would. The shared servers come in both runners (worker
+threads, and Ray actors on a local Ray of 2 CPUs), so every test that uses them runs against both.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ import httpx
 import pytest
 
 from tests.engine_server import FAST_OPTIONS, EngineProcess
+
+RUNNER_ARGS = {
+    "thread": (),
+    "ray": ("--runner", "ray", "--ray-num-cpus", "2"),
+}
+"""Command-line flags per runner. Ray: a local Ray of 2 CPUs (this machine's), one CPU actor of 2 CPUs by
+default, so a job runs with the thread runner's torch thread count."""
+
+RUNNERS = list(RUNNER_ARGS)
 
 
 def job_request(steps: int = 30, prompt: str = "a red cube", **extra) -> dict:
@@ -89,17 +99,24 @@ def sse_events(
                 fields[name] = value[1:] if value.startswith(" ") else value
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(params=RUNNERS)
+def runner(request: pytest.FixtureRequest) -> str:
+    """Each runner in turn (the tests that start their own servers use it)."""
+    return request.param
+
+
+@pytest.fixture(scope="session", params=RUNNERS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server (one worker) shared by the tests that run jobs one after another."""
-    s = Server(tmp_path_factory.mktemp("serve") / "data")
+    s = Server(tmp_path_factory.mktemp(f"serve_{request.param}") / "data", *RUNNER_ARGS[request.param])
     yield s
     s.stop()
 
 
-@pytest.fixture(scope="session")
-def idle_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="session", params=RUNNERS)
+def idle_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server that accepts jobs but runs none (--workers 0), with a queue of 3: for limits and fuzzing."""
-    s = Server(tmp_path_factory.mktemp("serve_idle") / "data", "--workers", "0", "--queue-size", "3")
+    data = tmp_path_factory.mktemp(f"serve_idle_{request.param}") / "data"
+    s = Server(data, "--workers", "0", "--queue-size", "3", *RUNNER_ARGS[request.param])
     yield s
     s.stop()
