@@ -24,6 +24,7 @@ from engine.config import MAX_PROMPT_CHARS, preset_catalog
 from engine.export.config import TEXTURE_SIZES
 from engine.export.pipeline import output_paths
 from engine.guidance import method_catalog
+from engine.priors import SHIPPED_PRIORS
 from engine.serve.auth import BearerAuth, ensure_token
 from engine.serve.events import EventWriter, sse_stream
 from engine.serve.http import BodyLimit, add_error_handlers
@@ -181,7 +182,7 @@ def create_app(settings: ServerSettings, runner: JobRunner | None = None) -> Fas
             device=devices[0],
             devices=devices,
             workers=runner.workers(),
-            priors=list(dict.fromkeys(["builtin", *settings.priors])),
+            priors=list(dict.fromkeys([*SHIPPED_PRIORS, *settings.priors])),
             methods=[MethodInfo(**m) for m in method_catalog()],
             presets=[PresetInfo(**p) for p in preset_catalog()],
             queue_length=runner.queue_length(),
@@ -208,10 +209,33 @@ def create_app(settings: ServerSettings, runner: JobRunner | None = None) -> Fas
             429: {"model": ErrorResponse, "description": "The queue is full (or the server is stopping)."},
         },
     )
-    def submit(request: JobRequest) -> JSONResponse:
+    def submit(
+        request: JobRequest,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                max_length=128,
+                description="A client-chosen key (e.g. a UUID) naming this submission: sending it again "
+                "(a retry after a dropped connection) returns the job it created instead of a second one.",
+            ),
+        ] = None,
+    ) -> JSONResponse:
         """Queue a job. The request is validated and resolved into a run config at once (422 with the
         reason if anything is wrong, including words the prior does not know), before the queue is
         looked at: a bad request is a 422 whether or not there is room."""
+        if idempotency_key:
+            earlier = next(
+                (j for j in store.all() if j.request.get("idempotency_key") == idempotency_key), None
+            )
+            if earlier is not None:  # a retry of a submission that reached us: the same job, not a new one
+                body = JobAccepted(
+                    id=earlier.id,
+                    state=earlier.state,
+                    queue_position=runner.queue_position(earlier.id) or 0,
+                    links=links(earlier.id),
+                )
+                headers = {"Location": f"/v1/jobs/{earlier.id}", "Idempotent-Replayed": "true"}
+                return JSONResponse(body.model_dump(), status_code=202, headers=headers)
         try:
             cfg, seeds = request.to_run()
             runner.check(cfg)
@@ -221,7 +245,10 @@ def create_app(settings: ServerSettings, runner: JobRunner | None = None) -> Fas
             raise HTTPException(
                 429, f"the queue is full ({settings.queue_size} jobs waiting); try again later"
             )
-        job = store.create(request.model_dump(mode="json"), cfg, seeds)
+        record = request.model_dump(mode="json") | (
+            {"idempotency_key": idempotency_key} if idempotency_key else {}
+        )
+        job = store.create(record, cfg, seeds)
         try:
             pos = runner.submit(job)
         except QueueFull as e:

@@ -110,6 +110,23 @@ def test_job_ids_never_touch_the_filesystem(idle_server: Server):
     assert idle_server.healthy()
 
 
+def test_a_resent_submission_is_the_same_job(idle_server: Server):
+    """A client whose connection dropped after the server accepted its job sends it again with the same
+    Idempotency-Key: it gets that job back, not a second one."""
+    c = idle_server.client
+    before = len(c.get("/v1/jobs").json()["jobs"])
+    key = {"Idempotency-Key": "b1e4f0c2-resend-test"}
+    first = c.post("/v1/jobs", json=job_request(), headers=key)
+    again = c.post("/v1/jobs", json=job_request(), headers=key)
+    assert first.status_code == again.status_code == 202, (first.text, again.text)
+    assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
+    assert len(c.get("/v1/jobs").json()["jobs"]) == before + 1
+    other = c.post("/v1/jobs", json=job_request(), headers={"Idempotency-Key": "another"})
+    assert other.json()["id"] != first.json()["id"]
+    for r in (first, other):  # free the queue for the next test
+        assert c.post(f"/v1/jobs/{r.json()['id']}/cancel").status_code == 200
+
+
 def test_queue_full_is_429(idle_server: Server):
     c = idle_server.client
     codes = [c.post("/v1/jobs", json=job_request()).status_code for _ in range(5)]
