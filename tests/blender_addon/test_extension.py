@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -33,7 +34,12 @@ ADDON_MODULES = {p.name for p in (REPO / "blender_addon").glob("*.py")}
 def test_zip_holds_the_addon_and_manifest_and_passes_blenders_validator(extension_zip: Path):
     assert extension_zip.name == "text3d-0.1.0.zip"
     names = set(zipfile.ZipFile(extension_zip).namelist())
-    assert names == ADDON_MODULES | {"blender_manifest.toml"}, names  # flat: __init__.py beside the manifest
+    # Flat: __init__.py beside the manifest; the GPL text ships with the add-on (extensions.blender.org).
+    assert names == ADDON_MODULES | {"blender_manifest.toml", "LICENSE"}, names
+    manifest = tomllib.loads(zipfile.ZipFile(extension_zip).read("blender_manifest.toml").decode())
+    assert manifest["license"] == ["SPDX:GPL-3.0-or-later"] and "<" in manifest["maintainer"]
+    assert manifest["website"].startswith("https://") and "engine" in manifest["tagline"]
+    assert "GNU GENERAL PUBLIC LICENSE" in zipfile.ZipFile(extension_zip).read("LICENSE").decode()[:200]
     tool, tags = build_extension.find_blender_ext()
     r = subprocess.run(
         [sys.executable, str(tool), "validate", str(extension_zip), f"--valid-tags={tags}"],
