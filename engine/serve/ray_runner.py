@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -705,6 +706,7 @@ def _wait_ready(actors: list, timeout: float, plan: _Plan | None) -> list[dict[s
         try:
             info = ray.get(ref, timeout=10)
         except (RayActorError, GetTimeoutError, ray.exceptions.RayError) as e:
+            log.debug("worker %d failed to start: %s", k, e)  # the whole traceback, for --log-level debug
             raise RaySetupError(_start_failure(k, e)) from None
         if info["engine"] != engine.__version__:
             raise RaySetupError(
@@ -716,20 +718,27 @@ def _wait_ready(actors: list, timeout: float, plan: _Plan | None) -> list[dict[s
 
 
 def _start_failure(k: int, e: BaseException) -> str:
-    text = str(e)
-    for line in text.splitlines():
-        if "No module named" in line or "ModuleNotFoundError" in line or "ImportError" in line:
-            return (
-                f"the Ray workers cannot import the engine ({line.strip()}): install this package on every "
-                "node, in the Python that runs `ray start` (pip install -e '.[ray]'), or ship it with "
-                "--ray-runtime-env"
-            )
-    return f"Ray worker {k} failed to start: {_first_line(e)}"
+    line = _first_line(e)
+    if re.search(r"No module named '?engine\b|module 'engine' has no attribute|from 'engine", line):
+        return (
+            f"the Ray workers cannot import the engine ({line}): install this package on every node, in the "
+            "Python that runs `ray start` (pip install -e '.[ray]'), or ship it with --ray-runtime-env"
+        )
+    return f"Ray worker {k} failed to start: {line}"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
 
 
 def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0][:300] if lines else type(e).__name__
+    """The line that says what went wrong: for an error raised on a worker (its traceback is in the text)
+    the exception's own last line, else the message's first line."""
+    lines = [_ANSI.sub("", ln).strip() for ln in str(e).splitlines()]
+    lines = [ln for ln in lines if ln]
+    raised = [ln for ln in lines if _EXCEPTION_LINE.match(ln)]
+    line = raised[-1] if isinstance(e, ray.exceptions.RayError) and raised else (lines[0] if lines else "")
+    return line[:300] or type(e).__name__
 
 
 def _where(info: dict[str, Any]) -> tuple[str, Any]:

@@ -8,7 +8,10 @@ threads, and Ray actors on a local Ray of 2 CPUs), so every test that uses them 
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,6 +74,26 @@ class Server(EngineProcess):
     def kill(self) -> None:
         self.client.close()
         super().kill()
+        if "local Ray started by this server" in self.log():
+            _end_orphaned_ray_processes(self.proc.pid)
+
+
+def _end_orphaned_ray_processes(server_pid: int, grace: float = 2.0) -> None:
+    """After a SIGKILL of a server that started its own local Ray, Ray 2.60's dashboard and runtime-env
+    agents of that cluster hang on (they try to report to the dead GCS; docs/RAY.md). End them so that the
+    tests leave nothing behind: they are found by their log files in the Ray session folder, which Ray
+    names after the process that started it (``/tmp/ray/session_<time>_<server pid>``), so only this
+    server's are touched."""
+    session = re.compile(rf"/session_[^/]*_{server_pid}/")
+    time.sleep(grace)  # what Ray's own reaper ends goes first
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(session.search(os.readlink(fd)) for fd in (proc / "fd").iterdir()):
+                os.kill(int(proc.name), signal.SIGKILL)
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
 
 
 def sse_events(
