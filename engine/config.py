@@ -17,7 +17,7 @@ from engine.configbase import Config, from_dict, setting, to_dict
 from engine.export import MeshExportConfig
 from engine.fields.nerf import FieldConfig
 from engine.guidance import METHODS, GuidanceConfig, method_config
-from engine.priors import BUILTIN_PRIOR_DIR, resolve_prior_spec
+from engine.priors import SHIPPED_PRIORS, resolve_prior_spec
 from engine.priors.identity import PriorIdentity, weights_fingerprint
 from engine.regularizers import RegularizerConfig
 from engine.render.renderer import RendererConfig
@@ -49,6 +49,10 @@ class TrainConfig(Config):
     """Save a resumable checkpoint every N steps (0: only at the end and on cancel)."""
     preview_every: int = setting(50, ge=0, serve=(0, MAX_SERVED_STEPS))
     """Emit a preview image every N steps (0: never)."""
+    preview_seconds: float = setting(0.0, ge=0.0, serve=(0.0, 3600.0))
+    """Also emit a preview whenever this many seconds have passed since the last one, and one after the
+    first step (0: by steps only). Steps take from milliseconds on a GPU to seconds on a CPU, so a live
+    view is paced by time."""
     preview_size: int = setting(64, ge=1, serve=(8, 256))
     """Side of preview images in pixels."""
     device: str = "auto"
@@ -144,8 +148,8 @@ def preset_catalog() -> list[dict[str, str]]:
     ]
 
 
-def _builtin_prior(cfg: RunConfig) -> None:
-    """Settings measured for the built-in 32 px prior (its model card has the numbers).
+def _world_prior(cfg: RunConfig) -> None:
+    """Settings every prior of the procedural world needs (its model cards have the numbers).
 
     Its training images are always shaded by a key light fixed in camera space (upper front-left,
     35% ambient), so renders are shaded the same way: an unshaded or randomly lit object is outside the
@@ -163,17 +167,26 @@ def _builtin_prior(cfg: RunConfig) -> None:
     cfg.field.grid.max_resolution = 256
     cfg.field.grid.n_levels = 12
     if cfg.method == "sds":  # a setting of one method: keyed on its registered name
-        # DreamFusion's ω=100 is meant for Stable Diffusion; on this small prior ω=10 gave the cleaner
+        # DreamFusion's ω=100 is meant for Stable Diffusion; on the 32 px prior ω=10 gave the cleaner
         # asset (red cube judged right in 8/8 views vs 7/8 at ω=100, fewer floaters; its model card).
         cfg.guidance.guidance_scale = 10.0
 
 
+PRIOR_TUNING: dict[str, Callable[[RunConfig], None]] = {
+    "builtin": _world_prior,
+    "builtin-pixel32": _world_prior,
+}
+"""Adjustments measured for each shipped prior (:data:`engine.priors.SHIPPED_PRIORS`), by its name."""
+
+
 def prior_tuning(identity: PriorIdentity) -> Callable[[RunConfig], None] | None:
-    """The adjustments measured for a prior, chosen by which weights it is (not by how it was named):
-    the built-in prior's weights get :func:`_builtin_prior` wherever they live."""
-    builtin = weights_fingerprint(BUILTIN_PRIOR_DIR)
-    if identity.fingerprint is not None and identity.fingerprint == builtin:
-        return _builtin_prior
+    """The adjustments measured for a prior, chosen by which weights it is (not by how it was named): a
+    shipped prior's weights get its :data:`PRIOR_TUNING` wherever they live."""
+    if identity.fingerprint is None:
+        return None
+    for name, tune in PRIOR_TUNING.items():
+        if identity.fingerprint == weights_fingerprint(SHIPPED_PRIORS[name].folder):
+            return tune
     return None
 
 

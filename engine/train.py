@@ -32,7 +32,15 @@ from engine.priors.base import DiffusionPrior
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 # Settings that may differ between a checkpoint and the run resuming it (they do not change the maths).
-_RESUMABLE_DIFFERENCES = {"checkpoint_every", "preview_every", "preview_size", "device", "steps", "export"}
+_RESUMABLE_DIFFERENCES = {
+    "checkpoint_every",
+    "preview_every",
+    "preview_seconds",
+    "preview_size",
+    "device",
+    "steps",
+    "export",
+}
 
 MODEL_BUILD_LOCK = threading.RLock()
 """Held while modules are built or loaded, because two things make that unsafe on concurrent threads (the
@@ -190,6 +198,7 @@ class Trainer:
         tc = self.cfg.train
         started, its = time.perf_counter(), 0.0
         last = started
+        last_preview = None  # a time-paced preview comes after this run's first step
         while self.step < tc.steps:
             if cancel is not None and cancel.is_set():
                 self.save_checkpoint()
@@ -211,12 +220,11 @@ class Trainer:
                         stats["t"],
                     )
                 )
-            if (
-                tc.preview_every
-                and (self.step % tc.preview_every == 0 or self.step == tc.steps)
-                and self.callbacks.on_preview
-            ):
+            by_steps = tc.preview_every and (self.step % tc.preview_every == 0 or self.step == tc.steps)
+            by_time = tc.preview_seconds and (last_preview is None or now - last_preview >= tc.preview_seconds)
+            if (by_steps or by_time) and self.callbacks.on_preview:
                 self.callbacks.on_preview(self.step, self.preview())
+                last_preview = time.perf_counter()
             if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.step < tc.steps:
                 self.save_checkpoint()
         self.save_checkpoint()

@@ -116,6 +116,20 @@ def test_sds_run_checkpoints_resumes_exactly_and_writes_a_mesh(prior, tmp_path):
     assert (tmp_path / "out.glb").read_bytes()[:4] == b"glTF"
 
 
+def test_previews_paced_by_time_start_after_the_first_step(prior, tmp_path):
+    """A live view on any hardware: with ``preview_seconds`` the first preview comes after step 1 and then
+    by the clock (here: never again within the run), besides the step-paced ones."""
+    previews = []
+    cb = Callbacks(on_preview=lambda s, img: previews.append(s))
+    cfg = small_config(steps=6, **{"train.preview_every": 0, "train.preview_seconds": 3600.0})
+    assert Trainer(cfg, prior, tmp_path / "hour", cb).run().status == "finished"
+    assert previews == [1]
+    previews.clear()
+    cfg = small_config(steps=6, **{"train.preview_every": 4, "train.preview_seconds": 1e-9})
+    assert Trainer(cfg, prior, tmp_path / "always", cb).run().status == "finished"
+    assert previews == [1, 2, 3, 4, 5, 6]  # every step is "due" by the clock
+
+
 def test_esd_run_resumes_exactly_with_its_eps_psi(prior, tmp_path):
     """ESD's state (LoRA, camera MLP, their AdamW) is checkpointed: stop + resume = a straight run."""
     full = Trainer(small_config(steps=8, method="esd"), prior, tmp_path / "full")

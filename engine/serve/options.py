@@ -34,9 +34,10 @@ MAX_SEED = _serve_max(TrainConfig, "seed")
 MAX_OPTION_STRING = 1024
 """Longest string value of an option (prior folders, corrective model paths)."""
 
-SERVER_DEFAULTS: dict[str, Any] = {"train.preview_every": 25}
-"""Defaults of the server that differ from the terminal's (the request's options override them):
-previews every 25 steps give a live view several times a minute without slowing training."""
+SERVER_DEFAULTS: dict[str, Any] = {"train.preview_every": 25, "train.preview_seconds": 1.5}
+"""Defaults of the server that differ from the terminal's (the request's options override them): a
+preview after the first step and then every ~1.5 s (and every 25 steps) gives a live view of the object
+forming, at the cost of one small render per preview; the event writer's rate limit still applies."""
 
 FORBIDDEN: dict[str, str] = {
     "train.device": "the server assigns each job to one of its worker devices (see /v1/health)",
