@@ -174,7 +174,6 @@ def _world_prior(cfg: RunConfig) -> None:
 
 PRIOR_TUNING: dict[str, Callable[[RunConfig], None]] = {
     "builtin": _world_prior,
-    "builtin-pixel32": _world_prior,
 }
 """Adjustments measured for each shipped prior (:data:`engine.priors.SHIPPED_PRIORS`), by its name."""
 

@@ -20,6 +20,7 @@ import engine  # noqa: F401  (sets THP_MEM_ALLOC_ENABLE before torch allocates)
 from engine.cli import OneLineParser, add_config_flags, overrides_from
 from engine.config import PRESETS, RunConfig, build_config
 from engine.guidance import METHODS
+from engine.priors import PRIOR_SPEC_FORMS
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -64,7 +65,7 @@ def build_parser() -> tuple[OneLineParser, list[str]]:
     parser.add_argument(
         "--prior",
         default="builtin",
-        help="builtin (default), a local diffusers folder (pixel prior or Stable Diffusion), sd, sd:<hub id or folder>",
+        help="diffusion prior (default builtin): " + "; ".join(PRIOR_SPEC_FORMS),
     )
     parser.add_argument(
         "--preset", default="fast", help=f"settings preset: {', '.join(PRESETS)} (default fast)"

@@ -1,4 +1,5 @@
-"""Diffusion priors: the ``DiffusionPrior`` interface, a pixel-space prior and Stable Diffusion.
+"""Diffusion priors: the ``DiffusionPrior`` interface, a pixel-space prior, Stable Diffusion (any latent
+prior in its layout), and the priors shipped with the engine (:data:`SHIPPED_PRIORS`).
 
 A prior is chosen by a typed config (``PixelPriorConfig | StableDiffusionConfig``); what a user types
 after ``--prior`` becomes one through :func:`resolve_prior_spec`. Importing this package is cheap:
@@ -8,6 +9,7 @@ diffusers and transformers are imported only when a prior is loaded.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +25,10 @@ __all__ = [
     "DiffusionPrior",
     "PixelDiffusionPrior",
     "PixelPriorConfig",
+    "PRIOR_SPEC_FORMS",
     "PriorConfig",
+    "SHIPPED_PRIORS",
+    "ShippedPrior",
     "StableDiffusionConfig",
     "StableDiffusionPrior",
     "load_prior",
@@ -32,11 +37,37 @@ __all__ = [
 
 PriorConfig = PixelPriorConfig | StableDiffusionConfig
 
-BUILTIN_PRIOR_DIR = Path(__file__).resolve().parent / "builtin"
-"""Where the built-in pixel prior's weights (diffusers layout) and model card ship inside the package."""
+
+@dataclass(frozen=True)
+class ShippedPrior:
+    """A prior trained by this repository's own scripts and shipped inside the package (weights in
+    diffusers layout, a model card, and the LMC-SDS corrective in ``corrective/``)."""
+
+    name: str
+    """What ``--prior`` takes."""
+    folder: Path
+    summary: str
+    """One line for ``--help``, ``/v1/health`` and the add-on."""
+
+
+_HERE = Path(__file__).resolve().parent
+SHIPPED_PRIORS: dict[str, ShippedPrior] = {
+    p.name: p
+    for p in (
+        ShippedPrior(
+            "builtin",
+            _HERE / "builtin",
+            "the default: a 32 px pixel-space prior of the procedural world, for the CPU",
+        ),
+    )
+}
+"""The priors that ship with the engine, by name; ``builtin`` is the default everywhere."""
+
+BUILTIN_PRIOR_DIR = SHIPPED_PRIORS["builtin"].folder
+"""Where the default built-in prior's weights and model card ship inside the package."""
 
 PRIOR_SPEC_FORMS = (
-    "builtin (the CPU prior shipped with the engine)",
+    *(f"{p.name} ({p.summary})" for p in SHIPPED_PRIORS.values()),
     "PATH (a local diffusers folder: with vae/ it is Stable Diffusion, with only unet/ a pixel prior)",
     "pixel:PATH",
     f"sd or sd-2.1 ({DEFAULT_SD_MODEL})",
@@ -53,13 +84,14 @@ def resolve_prior_spec(spec: str) -> PriorConfig:
     Only local folders are inspected here; hub ids are checked when the prior is loaded.
     """
     text = spec.strip()
-    if text == "builtin":
-        if not (BUILTIN_PRIOR_DIR / "unet").is_dir():
+    if text in SHIPPED_PRIORS:
+        folder = SHIPPED_PRIORS[text].folder
+        if not (folder / "unet").is_dir():
             raise ValueError(
-                "the built-in prior is not installed yet: pass --prior PATH to a diffusers pixel prior "
-                "folder, or a Stable Diffusion model"
+                f"the shipped prior {text!r} is not installed ({folder} has no unet/): pass --prior PATH to a "
+                "diffusers prior folder, or a Stable Diffusion model"
             )
-        return PixelPriorConfig(path=str(BUILTIN_PRIOR_DIR))
+        return _folder_prior(folder, spec)
     if text.lower() in ("sd", "sd-2.1"):
         return StableDiffusionConfig()
     if text.startswith("sd:"):
@@ -81,19 +113,24 @@ def resolve_prior_spec(spec: str) -> PriorConfig:
 
     folder = Path(text).expanduser()
     if text and is_folder(folder):
-        if is_folder(folder / "vae"):
-            return StableDiffusionConfig(model=str(folder))
-        if is_folder(folder / "unet"):
-            return PixelPriorConfig(path=str(folder))
-        raise ValueError(
-            f"--prior {spec}: the folder {str(folder)!r} is not a diffusers prior: it has no unet/ "
-            "(a pixel prior needs unet/, text_encoder/, tokenizer/, scheduler/; Stable Diffusion also vae/)"
-        )
+        return _folder_prior(folder, spec)
     if _HUB_ID.match(text):
         return StableDiffusionConfig(model=text)
     if text.startswith(("/", ".", "~")) or "\\" in text:
         raise ValueError(f"--prior {spec}: no such folder {str(folder)!r}")
     raise ValueError(f"--prior {spec!r} is not understood; use one of: " + "; ".join(PRIOR_SPEC_FORMS))
+
+
+def _folder_prior(folder: Path, spec: str) -> PriorConfig:
+    """A local diffusers folder: with vae/ it is a latent (Stable Diffusion layout) prior, else a pixel one."""
+    if is_folder(folder / "vae"):
+        return StableDiffusionConfig(model=str(folder))
+    if is_folder(folder / "unet"):
+        return PixelPriorConfig(path=str(folder))
+    raise ValueError(
+        f"--prior {spec}: the folder {str(folder)!r} is not a diffusers prior: it has no unet/ "
+        "(a pixel prior needs unet/, text_encoder/, tokenizer/, scheduler/; Stable Diffusion also vae/)"
+    )
 
 
 def load_prior(cfg: PriorConfig, device: torch.device | str = "auto") -> DiffusionPrior:

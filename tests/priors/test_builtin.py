@@ -1,42 +1,50 @@
-"""The shipped built-in prior and judge load offline from the repo and do their jobs."""
+"""The priors shipped with the engine (every entry of ``SHIPPED_PRIORS``) load offline from the repo and do
+their jobs; the default one is the 64 px latent prior, loaded through the Stable Diffusion adapter."""
 
 import pytest
 import torch
 
-from engine.priors import BUILTIN_PRIOR_DIR, load_prior, resolve_prior_spec
+from engine.priors import SHIPPED_PRIORS, load_prior, resolve_prior_spec
 from engine.world.data import vocabulary
 
-
-@pytest.fixture(scope="module")
-def builtin():
-    return load_prior(resolve_prior_spec("builtin"), torch.device("cpu"))
+NATIVE = {"builtin": (32, 3, 32)}
+"""name → (image resolution, latent channels, latent resolution)."""
 
 
-def test_builtin_is_the_shipped_folder_and_small(builtin):
-    assert builtin.name == f"pixel:{BUILTIN_PRIOR_DIR}"
-    assert builtin.resolution == 32 and builtin.latent_channels == 3
-    size = sum(p.stat().st_size for p in BUILTIN_PRIOR_DIR.rglob("*") if p.is_file())
-    assert size < 30e6
-    params = sum(p.numel() for p in builtin.unet.parameters())
-    assert params <= 10e6
+@pytest.fixture(scope="module", params=list(SHIPPED_PRIORS))
+def shipped(request):
+    return request.param, load_prior(resolve_prior_spec(request.param), torch.device("cpu"))
 
 
-def test_builtin_knows_the_world_vocabulary_and_refuses_other_words(builtin):
+def test_shipped_prior_is_its_folder_and_small(shipped):
+    name, prior = shipped
+    folder = SHIPPED_PRIORS[name].folder
+    assert prior.folder == folder and set(NATIVE) == set(SHIPPED_PRIORS)
+    assert (prior.resolution, prior.latent_channels, prior.latent_resolution) == NATIVE[name]
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size < 30e6, f"{name}: {size / 1e6:.1f} MB"
+    assert sum(p.numel() for p in prior.unet.parameters()) <= 10e6
+    assert (folder / "README.md").is_file() and (folder / "sample_grid.png").is_file()  # its model card
+
+
+def test_shipped_prior_knows_the_world_vocabulary_and_refuses_other_words(shipped):
+    _, prior = shipped
     for word in vocabulary():
-        builtin.vocabulary_check(f"a {word}")
-    builtin.vocabulary_check("an orange torus, side view")
+        prior.vocabulary_check(f"a {word}")
+    prior.vocabulary_check("an orange torus, side view")
     with pytest.raises(ValueError) as err:
-        builtin.vocabulary_check("a red dragon")
+        prior.vocabulary_check("a red dragon")
     msg = str(err.value)
     assert "'dragon'" in msg and "'cube'" in msg and "Stable Diffusion" in msg
 
 
-def test_a_sample_of_a_red_cube_is_judged_a_red_cube(builtin):
+def test_a_sample_of_a_red_cube_is_judged_a_red_cube(shipped):
     from engine.judge import judge_images, load_judge
     from engine.priors.sample import sample_images
 
+    _, prior = shipped
     imgs = sample_images(
-        builtin, ["a red cube"] * 2, steps=25, guidance_scale=5.0, generator=torch.Generator().manual_seed(0)
+        prior, ["a red cube"] * 2, steps=25, guidance_scale=5.0, generator=torch.Generator().manual_seed(0)
     )
     verdicts = judge_images(load_judge(), imgs)
     assert all(v.colour == "red" for v in verdicts), verdicts
