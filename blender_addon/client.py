@@ -122,10 +122,16 @@ class EngineClient:
         """``GET /v1/health`` (no token needed)."""
         return self._json("GET", "/v1/health", auth=False, timeout=timeout)
 
-    def submit(self, request: dict[str, Any]) -> dict[str, Any]:
+    def submit(self, request: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
         """``POST /v1/jobs``: the accepted job ({"id", "state", "queue_position", "links"}). The engine checks
-        the prompt against its prior before answering (the first time it loads it), so this may take a while."""
-        return self._json("POST", "/v1/jobs", body=request, timeout=max(self.timeout, SUBMIT_TIMEOUT))
+        the prompt against its prior before answering (the first time it loads it), so this may take a while.
+
+        ``idempotency_key`` names this submission: sent again after a dropped connection, the engine answers
+        with the job it already made instead of queueing a second one."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._json(
+            "POST", "/v1/jobs", body=request, timeout=max(self.timeout, SUBMIT_TIMEOUT), headers=headers
+        )
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job the engine has, oldest first (summaries: no request or seeds)."""
@@ -245,9 +251,10 @@ class EngineClient:
         body: dict[str, Any] | None = None,
         auth: bool = True,
         timeout: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         data = None if body is None else json.dumps(body).encode("utf-8")
-        conn, resp = self._open(method, path, body=data, auth=auth, timeout=timeout)
+        conn, resp = self._open(method, path, body=data, headers=headers, auth=auth, timeout=timeout)
         try:
             try:
                 raw = resp.read()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import os
 import queue
 import threading
@@ -37,6 +38,10 @@ from .supervisor import EngineSettings, EngineSupervisor
 
 HISTORY_JOBS = 20
 """How many of the engine's earlier jobs are listed."""
+STARTED_FILE = "started_jobs.json"
+"""In the work folder: the jobs this Blender started (any session), with where each was started."""
+STARTED_KEPT = 200
+"""How many started jobs the file remembers (the newest)."""
 
 
 class _TaskThread:
@@ -83,10 +88,17 @@ class Controller:
         )
         self._tasks = _TaskThread(self.post)
         self._followers: dict[str, EventFollower] = {}
-        self._downloading: set[tuple[str, int]] = set()
+        self._downloading: set[tuple[str, Any]] = set()
+        self._new_thumbnails: list[str] = []
+        self.detected_python: str | None = None
+        """The last Detect Python answer ("" when no candidate could run the engine)."""
         self._counter = itertools.count(1)
         self._listed = False
         self._closed = False
+        self.started: dict[str, dict[str, Any]] = _read_started(self.work_dir / STARTED_FILE)
+        """Engine job id → {"origin": …, "hidden": bool} of every job this Blender started, kept in the work
+        folder so that after a restart, a disable/enable or Reload Scripts they are still this Blender's
+        (auto-imported when they finish in the file they came from)."""
 
     def post(self, message: tuple) -> None:
         """Thread-safe: hand a message to the next :meth:`pump`."""
@@ -136,13 +148,16 @@ class Controller:
             self.refresh_jobs()
 
     # ------------------------------------------------------------------ jobs
-    def generate(self, request: dict[str, Any]) -> JobView:
+    def generate(self, request: dict[str, Any], origin: dict[str, Any] | None = None) -> JobView:
         """Queue a job from a request (see :func:`~.state.build_request`), starting the engine if needed.
+        ``origin`` says where it was started (the bpy layer's file and scene: see ``runtime``); it is
+        remembered with the job, and the job's results are imported automatically only there.
 
         Raises EngineError (the job stays listed, failed) when no engine answers and none can start."""
         key = f"local-{next(self._counter)}"
         job = JobView(key=key, prompt=str(request["prompt"]), method=str(request.get("method", "sds")))
         job.request = dict(request)
+        job.origin = dict(origin or {})
         self.jobs[key] = job
         job.state = WAITING
         try:
@@ -157,10 +172,10 @@ class Controller:
     def _submit(self, job: JobView) -> None:
         client = self.supervisor.require_client()
         job.state, job.error = SUBMITTING, None
-        request = dict(job.request)
+        request, key = dict(job.request), job.submission_key
 
         def submit() -> tuple[dict, dict | None]:
-            accepted = client.submit(request)
+            accepted = client.submit(request, idempotency_key=key)  # a resend after a drop: the same job
             try:  # the seeds and resolved settings; the job is queued even if this fails
                 return accepted, client.job(accepted["id"])
             except EngineError:
@@ -200,6 +215,7 @@ class Controller:
         """True if the job's results are on disk and can be imported now; else they are downloaded (once
         the job is done) and the key comes back in :attr:`PumpResult.imports_ready`."""
         job = self.jobs[key]
+        job.auto_import_pending = False  # the user asked: import as soon as it is here
         if job.ready_to_import:
             return True
         if job.id is None or (job.final and job.state != "done" and not job.results):
@@ -222,6 +238,39 @@ class Controller:
         client, path = self.supervisor.require_client(), str(job.results[variant]["glb"])
         self._downloading.add((job.id, variant))
         self._tasks.put("download", job.key, lambda: (variant, client.download(path, dest)))
+
+    def _thumbnail(self, job: JobView) -> None:
+        """Fetch the turntable the engine rendered of a finished job's first variant (the jobs list's
+        thumbnail), once; it comes back in :attr:`PumpResult.thumbnails`."""
+        first = job.results.get(min(job.results)) if job.results else None
+        url = first.get("turntable") if first else None
+        if not url or job.id is None or job.thumbnail is not None or ("thumb", job.id) in self._downloading:
+            return
+        dest = self.work_dir / "thumbnails" / f"{job.id}.png"
+        if dest.is_file():
+            job.thumbnail = dest
+            self._new_thumbnails.append(job.key)
+            return
+        client = self.supervisor.require_client()
+        self._downloading.add(("thumb", job.id))
+        self._tasks.put("thumbnail", job.key, lambda: client.download(str(url), dest))
+
+    def detect_python(self, candidates: list[str]) -> None:
+        """Try each interpreter (in the background): the first that can import the engine and torch comes
+        back as ("task", "python", "", path or None, error)."""
+        import subprocess
+
+        def probe() -> str | None:
+            for py in candidates:
+                try:
+                    r = subprocess.run([py, "-c", "import engine, torch"], capture_output=True, timeout=120)
+                except (OSError, subprocess.TimeoutExpired):
+                    continue
+                if r.returncode == 0:
+                    return py
+            return None
+
+        self._tasks.put("python", "", probe)
 
     def _follow(self, job: JobView) -> None:
         old = self._followers.pop(job.key, None)
@@ -270,6 +319,7 @@ class Controller:
                 self._handle(msg, result, previews)
         for key, png in previews.items():  # only the newest preview of each job is written
             self._write_preview(key, png, result)
+        result.thumbnails, self._new_thumbnails = self._new_thumbnails, []
         for job in self.jobs.values():
             if job.import_requested and job.ready_to_import:
                 job.import_requested = False
@@ -315,6 +365,9 @@ class Controller:
         if task == "list":
             self._on_list(value, error)
             return
+        if task == "python":
+            self.detected_python = value or ""
+            return
         job = self.jobs.get(key)
         if job is None:
             return
@@ -333,6 +386,11 @@ class Controller:
                 if not job.results:
                     job.import_requested = False
                     result.notices.append(f"text3d: '{job.prompt}' has no results to import")
+        elif task == "thumbnail":
+            self._downloading.discard(("thumb", job.id))
+            if error is None:
+                job.thumbnail = value
+                self._new_thumbnails.append(job.key)
         elif task == "download":
             if error is not None:
                 self._downloading = {d for d in self._downloading if d[0] != job.id}
@@ -356,6 +414,7 @@ class Controller:
             return
         accepted, info = value
         job.id = accepted["id"]
+        self._remember(job)
         job.state, job.queue_position = accepted["state"], accepted.get("queue_position")
         if info is not None:
             update_from_info(job, info)
@@ -370,35 +429,80 @@ class Controller:
         for info in infos:
             if self.job_by_id(info["id"]) is not None:
                 continue
-            job = job_from_info(info, local=False)
+            mine = self.started.get(str(info["id"]))
+            if mine is not None and mine.get("hidden"):
+                continue
+            job = job_from_info(info, local=mine is not None)
+            job.origin = dict(mine["origin"]) if mine is not None else {}
             self.jobs[job.key] = job
+            if job.state == "done":
+                self._thumbnail(job)
             if job.active:
                 self._follow(job)
 
     def _on_job_state(self, job: JobView, result: PumpResult) -> None:
         if job.state == "done":
+            self._thumbnail(job)
             result.notices.append(f"text3d: '{job.prompt}' is done ({len(job.results)} asset(s))")
-            if job.local and self.settings.auto_import:
-                job.import_requested = True
+            if job.local and self.settings.auto_import and not job.imported:
+                job.import_requested = job.auto_import_pending = True
                 for variant in job.results:
                     self._download(job, variant)
         elif job.state == "failed":
             result.notices.append(f"text3d: '{job.prompt}' failed: {job.error or job.message}")
 
     def _write_preview(self, key: str, png_b64: str, result: PumpResult) -> None:
+        """A new file per preview (``<job>_v<variant>_s<step>.png``; the job's previous one is deleted): a
+        file rewritten in place can look unchanged to Blender's image loading within the same second."""
         job = self.jobs[key]
-        path = self.work_dir / "previews" / f"{key}.png"
+        path = self.work_dir / "previews" / f"{key}_v{job.preview_variant}_s{job.preview_step}.png"
         try:
             write_atomically(path, [base64.b64decode(png_b64, validate=True)])
         except (ValueError, OSError) as e:
             result.notices.append(f"text3d: could not save the preview of '{job.prompt}': {e}")
             return
-        job.preview_path = path
+        old, job.preview_path = job.preview_path, path
+        job.variant_previews[job.preview_variant] = path
+        if old is not None and old != path and old not in job.variant_previews.values():
+            old.unlink(missing_ok=True)
         result.previews.append(key)
 
+    def remove(self, key: str) -> None:
+        """Take a finished job off the list (the engine keeps it; a job this Blender started stays hidden
+        after a restart too)."""
+        job = self.jobs.get(key)
+        if job is None or job.active:
+            return
+        del self.jobs[key]
+        if job.id is not None:
+            self.started.setdefault(job.id, {"origin": job.origin}).update(hidden=True)
+            self._save_started()
+
+    def clear_finished(self) -> int:
+        """Remove every finished job from the list; how many were removed."""
+        keys = [k for k, j in self.jobs.items() if not j.active]
+        for k in keys:
+            self.remove(k)
+        return len(keys)
+
+    def _remember(self, job: JobView) -> None:
+        assert job.id is not None
+        self.started[job.id] = {"origin": job.origin, "prompt": job.prompt, "created": job.created}
+        self._save_started()
+
+    def _save_started(self) -> None:
+        newest = sorted(self.started.items(), key=lambda kv: kv[1].get("created", 0.0))[-STARTED_KEPT:]
+        self.started = dict(newest)
+        try:
+            write_atomically(self.work_dir / STARTED_FILE, [json.dumps(self.started, indent=1).encode()])
+        except OSError:
+            pass  # a read-only work folder costs only the memory of this Blender's jobs across restarts
+
     # ------------------------------------------------------------------ shutdown
-    def shutdown(self, keep_engine: bool | None = None, timeout: float = 15.0) -> None:
-        """Stop the threads; stop the engine started here unless it is kept (then it keeps running)."""
+    def shutdown(self, keep_engine: bool | None = None) -> None:
+        """Stop the threads and let the engine started here stop itself unless it is kept (then it keeps
+        running). Returns at once: the threads are daemons that end on their own (a follower within its
+        read timeout), and the engine checkpoints in its own time."""
         if self._closed:
             return
         self._closed = True
@@ -406,8 +510,18 @@ class Controller:
         self._tasks.stop()
         for f in self._followers.values():
             f.stop()
-        self.supervisor.shutdown(keep, timeout)
-        for f in self._followers.values():
-            f.stop(join=1.0)
         self._followers.clear()
-        self._tasks.stop(join=1.0)
+        self.supervisor.shutdown(keep)
+
+
+def _read_started(path: Path) -> dict[str, dict[str, Any]]:
+    """The remembered jobs (empty if the file is missing or unreadable: nothing else depends on it)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(k): v for k, v in data.items() if isinstance(v, dict) and isinstance(v.get("origin", {}), dict)
+    }

@@ -204,6 +204,20 @@ class EngineProcess:
                 self.proc.kill()
                 return self.proc.wait()
 
+    def release(self) -> None:
+        """Let go without waiting: close Blender's end of the pipe, and the bootstrap stops the engine with
+        SIGTERM itself — running jobs checkpoint in their own time (the server allows them 60 s) while
+        Blender carries on, and nobody SIGKILLs an engine that is still saving. A daemon thread reaps the
+        process when it exits, so no zombie is left while Blender runs."""
+        with self._lock:
+            self.stop_requested = True
+            proc = self.proc
+            if proc is None:
+                return
+            self._close_stdin()
+        if proc.poll() is None:
+            threading.Thread(target=proc.wait, name="text3d-engine-reap", daemon=True).start()
+
     def detach(self) -> None:
         """Leave the engine running after Blender quits (the user chose to keep it)."""
         with self._lock:
@@ -253,5 +267,15 @@ def python_candidates(repo: Path | None = None) -> list[str]:
         venv = repo.joinpath(".venv", *sub)
         if venv.is_file():
             out.append(str(venv))
+    for name in ("python3", "python"):
+        found = _which(name)
+        if found:
+            out.append(found)
     out.append(sys.executable)
-    return out
+    return list(dict.fromkeys(out))
+
+
+def _which(name: str) -> str | None:
+    from shutil import which
+
+    return which(name)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import random
+
 import bpy
-from bpy.props import StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import runtime
 from .client import EngineError
+from .engine_process import python_candidates
 from .properties import settings_dict
-from .state import CONNECTED, REFUSED, SUBMITTING, WAITING, build_request
+from .state import CONNECTED, REFUSED, SUBMITTING, WAITING, build_request, settings_from_request
 
 SUBMIT_WAIT_S = 120.0
 """How long Generate (from the UI) waits for the engine's answer to report it."""
+RANDOM_SEEDS = 100_000
+"""Seed mode Random draws from 0 … RANDOM_SEEDS − 1 (short enough to read out and type back in)."""
 
 
 def sentence(text: str) -> str:
@@ -34,17 +39,26 @@ class TEXT3D_OT_generate(bpy.types.Operator):
         return runtime.get_controller() is not None and hasattr(context.scene, "text3d")
 
     def _submit(self, context) -> str | None:
-        """Queue the job; returns its key, or None after reporting why it could not be queued."""
+        """Queue the job; returns its key, or None after reporting why it could not be queued.
+
+        Seed mode Random draws this job's seed first (and shows it in the panel, so the asset can be
+        made again); Increment moves the seed past this job's variants afterwards: pressing Generate
+        twice gives two different assets in both modes."""
+        s = context.scene.text3d
+        if s.seed_mode == "RANDOM":
+            s.seed = random.randrange(RANDOM_SEEDS)
         try:
-            request = build_request(settings_dict(context.scene.text3d))
+            request = build_request(settings_dict(s))
         except ValueError as e:
             self.report({"ERROR"}, sentence(str(e)))
             return None
         try:
-            job = runtime.controller().generate(request)
+            job = runtime.controller().generate(request, origin=runtime.origin(context))
         except EngineError as e:
             self.report({"ERROR"}, f"Cannot generate: {e}")
             return None
+        if s.seed_mode == "INCREMENT":
+            s.seed = s.seed + s.variants
         return job.key
 
     def execute(self, context) -> set[str]:
@@ -92,6 +106,10 @@ class TEXT3D_OT_generate(bpy.types.Operator):
             self._timer = None
         return result
 
+    def cancel(self, context) -> None:
+        """Blender ends the modal wait without us (the window closes, a file loads): drop its timer."""
+        self._finish(context, {"CANCELLED"})
+
 
 class TEXT3D_OT_cancel(bpy.types.Operator):
     """Cancel a job (a running job saves a checkpoint and stops)"""
@@ -122,9 +140,21 @@ class TEXT3D_OT_import_results(bpy.types.Operator):
 
     bl_idname = "text3d.import_results"
     bl_label = "Import"
-    bl_options = {"REGISTER", "INTERNAL"}  # the importer itself makes the one undo step
+    # The one undoable way results enter a scene: Blender makes one undo step for the whole import, and
+    # the glTF importer it calls (an undoable operator too) adds none inside it.
+    bl_options = {"REGISTER", "UNDO", "INTERNAL"}
 
     job_key: StringProperty(name="Job", description="The job whose results to import")
+    variant: IntProperty(
+        name="Variant", description="Import only this variant (-1: all of them)", default=-1, min=-1
+    )
+    keep_selection: BoolProperty(
+        name="Keep Selection",
+        description="Leave the selection and the active object as they are (automatic imports)",
+        options={"HIDDEN", "SKIP_SAVE"},
+    )
+    now: BoolProperty(options={"HIDDEN", "SKIP_SAVE"})
+    """Set by the add-on's pump when the downloads it waited for are there."""
 
     @classmethod
     def poll(cls, context) -> bool:
@@ -139,24 +169,46 @@ class TEXT3D_OT_import_results(bpy.types.Operator):
         if job is None:
             self.report({"ERROR"}, f"No job {self.job_key!r}")
             return {"CANCELLED"}
+        if self.variant >= 0:
+            job.import_variants = {self.variant}
+        if not self.now:
+            try:
+                ready = ctl.request_import(job.key)
+            except EngineError as e:
+                self.report({"ERROR"}, str(e))
+                return {"CANCELLED"}
+            if not ready:
+                self.report({"INFO"}, f"Downloading '{job.prompt}'; it is imported when ready")
+                return {"CANCELLED"}  # nothing changed yet: no undo step
         try:
-            ready = ctl.request_import(job.key)
-        except EngineError as e:
-            self.report({"ERROR"}, str(e))
-            return {"CANCELLED"}
-        if not ready:
-            self.report({"INFO"}, f"Downloading '{job.prompt}'; it is imported when ready")
-            return {"FINISHED"}
-        try:
-            objects = runtime.import_job(job.key)
+            objects = runtime.import_job(job.key, keep_selection=self.keep_selection)
         except RuntimeError as e:
             job.error = f"import failed: {e}"
             self.report({"ERROR"}, f"Cannot import '{job.prompt}': {e}")
             return {"CANCELLED"}
+        if bpy.app.background:
+            # Without a window (blender -b, the bpy module) Blender pushes no undo step for operators, so
+            # the one step is pushed here; with the UI, returning FINISHED is what makes it.
+            bpy.ops.ed.undo_push(message=f"Import Text-to-3D '{job.prompt}'")
         self.report(
             {"INFO"},
             f"Imported {len(objects)} object(s) into collection '{objects[0].users_collection[0].name}'",
         )
+        return {"FINISHED"}
+
+
+class TEXT3D_OT_notify(bpy.types.Operator):
+    """Show a message in the status bar and the Info log"""
+
+    bl_idname = "text3d.notify"
+    bl_label = "Text-to-3D Notice"
+    bl_options = {"INTERNAL"}
+
+    message: StringProperty(name="Message")
+    level: EnumProperty(items=[("INFO", "Info", ""), ("WARNING", "Warning", ""), ("ERROR", "Error", "")])
+
+    def execute(self, context) -> set[str]:
+        self.report({self.level}, self.message)
         return {"FINISHED"}
 
 
@@ -179,7 +231,7 @@ class TEXT3D_OT_start_engine(bpy.types.Operator):
         try:
             if ctl.engine.owned:
                 ctl.restart_engine()
-            elif ctl.engine.status == CONNECTED and ctl.check_engine():
+            elif ctl.engine.status == CONNECTED:  # the health monitor's word: no blocking check here
                 self.report({"INFO"}, f"An engine is already running at {ctl.settings.url}")
                 return {"CANCELLED"}
             else:
@@ -215,10 +267,103 @@ class TEXT3D_OT_refresh_jobs(bpy.types.Operator):
 
     def execute(self, context) -> set[str]:
         ctl = runtime.controller()
-        if not ctl.check_engine():
-            self.report({"WARNING"}, f"No engine answers at {ctl.settings.url}")
+        if ctl.engine.status != CONNECTED:
+            ctl.supervisor.wake()  # ask again now; the list follows when it answers
+            self.report({"WARNING"}, f"No engine answers at {ctl.settings.url} (yet)")
             return {"CANCELLED"}
         ctl.refresh_jobs()
+        return {"FINISHED"}
+
+
+class TEXT3D_OT_recall_settings(bpy.types.Operator):
+    """Put this job's prompt and settings back into the panel (with its seed, to make it again)"""
+
+    bl_idname = "text3d.recall_settings"
+    bl_label = "Recall Settings"
+    bl_options = {"REGISTER", "UNDO", "INTERNAL"}  # scene settings change: undoable
+
+    job_key: StringProperty(name="Job")
+
+    def execute(self, context) -> set[str]:
+        job = runtime.controller().jobs.get(self.job_key)
+        if job is None or not job.request:
+            self.report({"WARNING"}, "That job's settings are not known")
+            return {"CANCELLED"}
+        s = context.scene.text3d
+        for name, value in settings_from_request(job.request).items():
+            try:
+                setattr(s, name, value)
+            except (TypeError, ValueError) as e:  # e.g. a method this engine no longer offers
+                self.report({"WARNING"}, f"Could not recall {name}: {e}")
+        self.report({"INFO"}, f"Recalled the settings of '{job.prompt}'")
+        return {"FINISHED"}
+
+
+class TEXT3D_OT_remove_job(bpy.types.Operator):
+    """Take this finished job off the list (the engine keeps its results)"""
+
+    bl_idname = "text3d.remove_job"
+    bl_label = "Remove"
+    bl_options = {"INTERNAL"}
+
+    job_key: StringProperty(name="Job")
+
+    def execute(self, context) -> set[str]:
+        runtime.controller().remove(self.job_key)
+        return {"FINISHED"}
+
+
+class TEXT3D_OT_clear_jobs(bpy.types.Operator):
+    """Take every finished job off the list (the engine keeps their results)"""
+
+    bl_idname = "text3d.clear_jobs"
+    bl_label = "Clear Finished"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context) -> set[str]:
+        n = runtime.controller().clear_finished()
+        self.report({"INFO"}, f"Removed {n} finished job(s) from the list")
+        return {"FINISHED"}
+
+
+class TEXT3D_OT_open_log(bpy.types.Operator):
+    """Open the log of the engine started from Blender"""
+
+    bl_idname = "text3d.open_log"
+    bl_label = "Open Engine Log"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context) -> set[str]:
+        path = runtime.controller().supervisor.log_path
+        if not path.is_file():
+            self.report({"WARNING"}, f"No engine log yet (it is written to {path} when Blender starts one)")
+            return {"CANCELLED"}
+        bpy.ops.wm.path_open(filepath=str(path))
+        return {"FINISHED"}
+
+
+class TEXT3D_OT_detect_python(bpy.types.Operator):
+    """Look for a Python that can run the engine ($TEXT3D_PYTHON, python3 on the PATH) and use it"""
+
+    bl_idname = "text3d.detect_python"
+    bl_label = "Detect Python"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context) -> set[str]:
+        runtime.controller().detect_python(python_candidates())
+        self.report({"INFO"}, "Looking for the engine's Python…")
+        return {"FINISHED"}
+
+
+class TEXT3D_OT_open_preferences(bpy.types.Operator):
+    """Open the add-on's preferences (where the engine is and how to start it)"""
+
+    bl_idname = "text3d.open_preferences"
+    bl_label = "Open Preferences"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context) -> set[str]:
+        bpy.ops.preferences.addon_show(module=runtime.PACKAGE)
         return {"FINISHED"}
 
 
@@ -248,8 +393,15 @@ classes = (
     TEXT3D_OT_generate,
     TEXT3D_OT_cancel,
     TEXT3D_OT_import_results,
+    TEXT3D_OT_notify,
     TEXT3D_OT_start_engine,
     TEXT3D_OT_stop_engine,
     TEXT3D_OT_refresh_jobs,
+    TEXT3D_OT_recall_settings,
+    TEXT3D_OT_remove_job,
+    TEXT3D_OT_clear_jobs,
+    TEXT3D_OT_open_log,
+    TEXT3D_OT_detect_python,
+    TEXT3D_OT_open_preferences,
     TEXT3D_OT_show_message,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, StringProperty
+from bpy.props import BoolProperty, FloatProperty, StringProperty
 
 from . import runtime
 from .engine_process import DEFAULT_URL
@@ -75,6 +75,25 @@ class TEXT3D_AddonPreferences(bpy.types.AddonPreferences):
         description="Lay the variants of a job out side by side along X",
         default=True,
     )
+    drop_to_floor: BoolProperty(
+        name="Stand on the Placement Point",
+        description="Put each result's lowest point at the placement point's height (on the floor at the "
+        "cursor, or on top of the active object)",
+        default=True,
+    )
+    fit_size: FloatProperty(
+        name="Fit to Size",
+        description="Scale each result so its largest extent is this long (0: as generated, 1 unit = 1 m)",
+        min=0.0,
+        soft_max=10.0,
+        default=0.0,
+        unit="LENGTH",
+    )
+    align_to_active: BoolProperty(
+        name="On the Active Object",
+        description="Place results on top of the active object, turned as it is, instead of at the cursor",
+        default=False,
+    )
     target_collection: StringProperty(
         name="Target Collection",
         description="Put each prompt's collection inside this collection (created if missing; "
@@ -98,6 +117,9 @@ class TEXT3D_AddonPreferences(bpy.types.AddonPreferences):
         col = layout.column(heading="Import")
         col.prop(self, "auto_import", text="When Done")
         col.prop(self, "place_at_cursor")
+        col.prop(self, "align_to_active")
+        col.prop(self, "drop_to_floor")
+        col.prop(self, "fit_size")
         col.prop(self, "variants_in_row")
         col.prop(self, "target_collection")
         ctl = runtime.get_controller()

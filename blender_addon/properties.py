@@ -10,6 +10,12 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, Po
 
 from .state import OFFLINE_CATALOG, Catalog
 
+SEED_MODE_ITEMS = [
+    ("FIXED", "Fixed", "Use this seed every time: Generate again makes the same asset"),
+    ("INCREMENT", "Next", "After each Generate, move the seed past its variants: every press is a new asset"),
+    ("RANDOM", "Random", "Draw a new seed for each Generate (shown here, so an asset can be made again)"),
+]
+
 NOISE_ITEMS = [
     ("DEFAULT", "Default", "Use the method's default (fixed for LMC-SDS, fresh for the others)"),
     ("FIXED", "Fixed", "Each seed fixes its guidance noise, so variants differ more"),
@@ -73,6 +79,12 @@ class TEXT3D_PG_settings(bpy.types.PropertyGroup):
     )
     seed: IntProperty(
         name="Seed", description="Seed of the first variant (variants use seed, seed+1, …)", min=0, default=0
+    )
+    seed_mode: EnumProperty(
+        name="Seed Mode",
+        description="What Generate does with the seed",
+        items=SEED_MODE_ITEMS,
+        default="INCREMENT",
     )
     variants: IntProperty(
         name="Variants", description="How many assets to make, one per seed", min=1, max=16, default=1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,16 @@ class JobView:
     prompt: str
     method: str = "sds"
     request: dict[str, Any] = field(default_factory=dict)
+    submission_key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """Sent with the submission as its Idempotency-Key: a resend after a dropped connection is the same job."""
     id: str | None = None
     """The engine's job id once accepted."""
     local: bool = True
-    """Started from this Blender session (its results are imported automatically)."""
+    """Started from this Blender, in this session or an earlier one (the controller remembers them): its
+    results are imported automatically, where it was started."""
+    origin: dict[str, Any] = field(default_factory=dict)
+    """Where it was started: {"file": .blend path or "", "token": that file's load, "scene": name} (set by
+    the bpy layer; empty for jobs from elsewhere)."""
     state: str = SUBMITTING
     message: str = ""
     error: str | None = None
@@ -156,8 +163,19 @@ class JobView:
     """Variant index → the downloaded .glb."""
     ended: bool = False
     """The engine said nothing more will happen to the job (its state is final: done, failed, cancelled)."""
+    variant_previews: dict[int, Path] = field(default_factory=dict)
+    """Variant index → its newest preview image (for the per-variant previews of the jobs list)."""
     cancel_requested: bool = False
     import_requested: bool = False
+    auto_import_pending: bool = False
+    """The import was requested by auto-import (not by the user): it waits for a safe moment."""
+    import_note: str = ""
+    """Why finished results are not imported yet (shown in the panel), e.g. "imported when the render
+    finishes" or "started in another file"."""
+    import_variants: set[int] | None = None
+    """The variants the next import brings in (None: all)."""
+    thumbnail: Path | None = None
+    """The engine's turntable of the first variant, downloaded (the jobs list's thumbnail)."""
     imported: int = 0
     """How many times its results were imported into Blender."""
     created: float = field(default_factory=time.time)
@@ -311,6 +329,8 @@ class PumpResult:
     """Keys of jobs whose preview image file was rewritten."""
     imports_ready: list[str] = field(default_factory=list)
     """Keys of jobs whose results are downloaded and should be imported now."""
+    thumbnails: list[str] = field(default_factory=list)
+    """Keys of jobs whose thumbnail image was downloaded."""
     notices: list[str] = field(default_factory=list)
     """Sentences worth printing to the console (a job finished or failed, the engine crashed)."""
 
@@ -383,3 +403,37 @@ def parse_options(text: str) -> dict[str, Any]:
             value = raw
         options[key] = value
     return options
+
+
+def settings_from_request(request: dict[str, Any]) -> dict[str, Any]:
+    """The panel settings that make ``request`` again: the inverse of :func:`build_request` (Recall in the
+    jobs list). Settings the request does not name go back to "use the default" (their switch off)."""
+    seeds = [int(s) for s in request.get("seeds") or []]
+    values: dict[str, Any] = {
+        "prompt": str(request.get("prompt", "")),
+        "method": str(request.get("method", "sds")),
+        "preset": str(request.get("preset", "fast")),
+        "seed": seeds[0] if seeds else int(request.get("seed", 0) or 0),
+        "variants": len(seeds) if seeds else int(request.get("variants", 1) or 1),
+        "seed_mode": "FIXED",  # recalled to be made again: the same seed
+        "prior": str(request.get("prior") or "builtin"),
+        "noise": "DEFAULT"
+        if request.get("fixed_noise") is None
+        else ("FIXED" if request["fixed_noise"] else "FRESH"),
+        "use_steps": request.get("steps") is not None,
+        "use_guidance_scale": request.get("guidance_scale") is not None,
+        "use_texture_size": request.get("texture_size") is not None,
+    }
+    if values["use_steps"]:
+        values["steps"] = int(request["steps"])
+    if values["use_guidance_scale"]:
+        values["guidance_scale"] = float(request["guidance_scale"])
+    if values["use_texture_size"]:
+        values["texture_size"] = str(int(request["texture_size"]))
+    options = dict(request.get("options") or {})
+    lam = options.pop("guidance.lam", None) if values["method"] == "esd" else None
+    values["use_lam"] = lam is not None
+    if lam is not None:
+        values["lam"] = float(lam)
+    values["extra_options"] = "; ".join(f"{k} = {json.dumps(v)}" for k, v in options.items())
+    return values

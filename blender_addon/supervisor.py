@@ -169,7 +169,9 @@ class EngineSupervisor:
     # ------------------------------------------------------------------ lifecycle
     def ensure(self) -> None:
         """Make sure an engine answers or is starting: start one if allowed, else raise EngineError."""
-        if self.state.status in (CONNECTED, STARTING) or self.check():
+        # A short check: on this computer a refused connection answers at once; only an engine address that
+        # does not answer at all could hold Blender's main thread, and not for long.
+        if self.state.status in (CONNECTED, STARTING) or self.check(timeout=0.5):
             return
         self.require_client()
         if not self.settings.auto_start:
@@ -234,16 +236,17 @@ class EngineSupervisor:
         self.state.set(self.state.status, "stopping (running jobs save a checkpoint first)…")
         threading.Thread(target=proc.stop, name="text3d-engine-stop", daemon=True).start()
 
-    def shutdown(self, keep_engine: bool, timeout: float = 15.0) -> None:
-        """Stop polling; stop the engine started here, or leave it running if ``keep_engine``."""
+    def shutdown(self, keep_engine: bool) -> None:
+        """Stop polling; let the engine started here stop itself (it checkpoints: see
+        :meth:`EngineProcess.release`), or leave it running if ``keep_engine``. Returns at once: disabling
+        the add-on, Reload Scripts or quitting never waits for the engine."""
         self._monitor.stop()
         proc, self.process = self.process, None
         if proc is not None and proc.running:
             if keep_engine:
                 proc.detach()
             else:
-                proc.stop(timeout)
-        self._monitor.stop(join=1.0)
+                proc.release()
 
     # ------------------------------------------------------------------ messages (main thread)
     def handle(self, msg: tuple, result: PumpResult) -> None:

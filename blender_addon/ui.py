@@ -73,7 +73,8 @@ class VIEW3D_PT_text3d(bpy.types.Panel):
         col.row().prop(settings, "preset", expand=True)
         row = col.row(align=True)
         row.prop(settings, "seed")
-        row.prop(settings, "variants")
+        row.prop(settings, "seed_mode", text="")
+        col.prop(settings, "variants")
         row = col.row(align=True)
         row.label(text="Noise")
         row.prop(settings, "noise", expand=True)
@@ -100,6 +101,11 @@ class VIEW3D_PT_text3d(bpy.types.Panel):
             box.label(text=f"{engine.running} running, {engine.queue_length} queued")
         if engine.message and engine.status != STARTING:
             wrapped(box, engine.message, context, icon="INFO", max_lines=4)
+        if engine.status in (NOT_RUNNING, CRASHED):  # first run, or something to fix: the ways out
+            col = box.column(align=True)
+            col.operator("text3d.open_preferences", icon="PREFERENCES")
+            col.operator("text3d.detect_python", icon="VIEWZOOM")
+            col.operator("text3d.open_log", icon="TEXT")
 
     @staticmethod
     def draw_active(context, layout: bpy.types.UILayout, job: JobView) -> None:
@@ -116,10 +122,15 @@ class VIEW3D_PT_text3d(bpy.types.Panel):
             wrapped(box, f"Reconnecting: {job.connection_error}", context, icon="TIME", max_lines=2)
         if job.error:
             wrapped(box, job.error, context, icon="ERROR")
+        elif job.import_note:
+            wrapped(box, job.import_note, context, icon="IMPORT", max_lines=3)
         elif job.message and job.state not in ("running", "done"):
             wrapped(box, job.message, context, max_lines=3)
         if job.active:
             op = box.operator("text3d.cancel", icon="CANCEL")
+            op.job_key = job.key
+        elif job.import_note:
+            op = box.operator("text3d.import_results", icon="IMPORT")
             op.job_key = job.key
 
 
@@ -171,7 +182,9 @@ class VIEW3D_PT_text3d_jobs(bpy.types.Panel):
         return runtime.get_controller() is not None
 
     def draw_header_preset(self, context) -> None:
-        self.layout.operator("text3d.refresh_jobs", text="", icon="FILE_REFRESH", emboss=False)
+        row = self.layout.row(align=True)
+        row.operator("text3d.refresh_jobs", text="", icon="FILE_REFRESH", emboss=False)
+        row.operator("text3d.clear_jobs", text="", icon="TRASH", emboss=False)
 
     def draw(self, context) -> None:
         layout = self.layout
@@ -189,19 +202,59 @@ class VIEW3D_PT_text3d_jobs(bpy.types.Panel):
         row = box.row(align=True)
         row.label(text=job.prompt, icon=JOB_ICONS.get(job.state, "QUESTION"))
         row.label(text=job.method.upper())
+        thumb = runtime.icon_for(f"thumb:{job.key}") or runtime.icon_for(job.key)
+        if thumb:
+            box.template_icon(icon_value=thumb, scale=4.0)
         row = box.row(align=True)
-        row.label(text=f"Seed {job.seed_label}" + ("" if job.local else " · earlier session"))
+        row.label(text=f"Seed {job.seed_label}" + ("" if job.local else " · not from this Blender"))
         row.label(text=job.status_text())
         if job.error:
             wrapped(box, job.error, context, icon="ERROR", max_lines=3)
+        elif job.import_note:
+            wrapped(box, job.import_note, context, icon="IMPORT", max_lines=2)
         row = box.row(align=True)
         if job.results or job.state == "done":
             label = "Re-import" if job.imported else "Import"
             op = row.operator("text3d.import_results", text=label, icon="IMPORT")
             op.job_key = job.key
+        if job.request:
+            op = row.operator("text3d.recall_settings", text="Recall", icon="RECOVER_LAST")
+            op.job_key = job.key
         if job.active:
             op = row.operator("text3d.cancel", icon="CANCEL")
             op.job_key = job.key
+        else:
+            op = row.operator("text3d.remove_job", text="", icon="X")
+            op.job_key = job.key
+        if job.variants > 1 or len(job.results) > 1:  # each variant: its preview and its own Import
+            grid = box.grid_flow(columns=0, even_columns=True, align=True)
+            for k in range(max(job.variants, len(job.results))):
+                cell = grid.column(align=True)
+                icon = runtime.icon_for(f"{job.key}:v{k}")
+                if icon:
+                    cell.template_icon(icon_value=icon, scale=3.0)
+                seed = job.results.get(k, {}).get("seed", job.seeds[k] if k < len(job.seeds) else "?")
+                if k in job.results:
+                    op = cell.operator("text3d.import_results", text=f"Seed {seed}", icon="IMPORT")
+                    op.job_key, op.variant = job.key, k
+                else:
+                    cell.label(text=f"Seed {seed}")
+
+
+def draw_status(self, context) -> None:
+    """The status bar (``STATUSBAR_HT_header``): the running job's progress, ETA and a Cancel button, where
+    Blender shows its own long tasks."""
+    ctl = runtime.get_controller()
+    job = ctl.active_job() if ctl is not None else None
+    if job is None or not job.active:
+        return
+    row = self.layout.row(align=True)
+    if job.state == "running" and job.total:
+        row.progress(factor=job.progress, type="BAR", text=f"{job.prompt}: {job.status_text()}")
+    else:
+        row.label(text=f"{job.prompt}: {job.status_text()}", icon=JOB_ICONS.get(job.state, "TIME"))
+    op = row.operator("text3d.cancel", text="", icon="CANCEL")
+    op.job_key = job.key
 
 
 classes = (VIEW3D_PT_text3d, VIEW3D_PT_text3d_advanced, VIEW3D_PT_text3d_jobs)

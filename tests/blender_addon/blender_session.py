@@ -34,6 +34,10 @@ CLASS_NAMES = [
     "TEXT3D_OT_start_engine",
     "TEXT3D_OT_stop_engine",
     "TEXT3D_OT_refresh_jobs",
+    "TEXT3D_OT_notify",
+    "TEXT3D_OT_recall_settings",
+    "TEXT3D_OT_remove_job",
+    "TEXT3D_OT_clear_jobs",
 ]
 OPERATORS = ["generate", "cancel", "import_results", "start_engine", "stop_engine", "refresh_jobs"]
 
@@ -203,7 +207,7 @@ class RecordingLayout:
     def _child(self, *args, **kw) -> RecordingLayout:
         return RecordingLayout(self.log)
 
-    row = column = box = split = _child
+    row = column = box = split = grid_flow = _child
 
     def label(self, text: str = "", icon: str = "NONE", **kw) -> None:
         self._icon(icon)
@@ -529,6 +533,119 @@ def scenario_serve_then_hang(p: dict) -> None:
     report(engine_pid=ctl().engine.pid)
     while True:
         time.sleep(1.0)
+
+
+def fake_done_job(key: str, files: list[str], prompt: str = "a red cube"):
+    """A finished job whose results are already downloaded, as auto-import sees it."""
+    state = mod().state
+    job = state.JobView(key=key, prompt=prompt, id=key, state="done", ended=True, seeds=list(range(len(files))))
+    job.variants = len(files)
+    job.results = {k: {"variant": k, "seed": k, "glb": "/x"} for k in range(len(files))}
+    job.files = {k: Path(f) for k, f in enumerate(files)}
+    job.origin = mod().runtime.origin()
+    job.import_requested = job.auto_import_pending = True
+    ctl().jobs[key] = job
+    return job
+
+
+def icon_mean(slot: str) -> list[float] | None:
+    got = mod().runtime.preview_pixels(slot)
+    if got is None:
+        return None
+    size, px = got
+    n = size[0] * size[1]
+    return [round(sum(px[i::4]) / n, 3) for i in range(3)]
+
+
+def scenario_artist(p: dict) -> None:
+    """What an artist relies on, without an engine: live previews that never go stale, seeds that change
+    per Generate, and automatic imports that wait for a safe moment, keep the selection, stay out of other
+    files and are one undo step each."""
+    install(p["zip"])
+    configure(p)
+    runtime, state = mod().runtime, mod().state
+    facts: dict = {}
+
+    # Two previews of the same size, one after the other: the panel shows the second one's pixels.
+    job = state.JobView(key="p" * 32, prompt="a red cube", id="p" * 32, state="running")
+    ctl().jobs[job.key] = job
+    for k, png in enumerate(p["pngs"], start=1):
+        ev = mod().client.SSEEvent(id=k, type="preview", data={"step": k, "variant": 0, "png": png})
+        ctl().post(("event", job.key, ev))
+        runtime.pump()
+        facts[f"preview_{k}"] = {"mean_rgb": icon_mean(job.key), "file": str(job.preview_path)}
+    facts["preview_files_left"] = sorted(f.name for f in job.preview_path.parent.iterdir())
+    del ctl().jobs[job.key]
+
+    # Seeds: Random draws a new one per Generate, Next moves past the variants (queued while the engine
+    # is "connected" but unreachable: the jobs wait, nothing is imported).
+    ctl().engine.set(state.CONNECTED, "")
+    s = bpy.context.scene.text3d
+    s.prompt, s.variants = "a red cube", 2
+    s.seed_mode = "RANDOM"
+    randoms = []
+    for _ in range(3):
+        op_call(bpy.ops.text3d.generate)
+        randoms.append(ctl().sorted_jobs()[0].request["seed"])
+    s.seed_mode, s.seed = "INCREMENT", 5
+    increments = []
+    for _ in range(2):
+        op_call(bpy.ops.text3d.generate)
+        increments.append(ctl().sorted_jobs()[0].request["seed"])
+    facts["seeds"] = {"random": randoms, "increment": increments, "after": s.seed}
+    s.seed_mode = "FIXED"
+    op_call(bpy.ops.text3d.generate)
+    op_call(bpy.ops.text3d.generate)
+    facts["seeds"]["fixed"] = [j.request["seed"] for j in ctl().sorted_jobs()[:2]]
+    for j in list(ctl().jobs.values()):
+        ctl().cancel(j.key)
+    ctl().jobs.clear()
+    ctl().engine.set(state.NOT_RUNNING, "")
+
+    # Auto-import: the artist's own object is selected and active; undo history: base → marker.
+    scene = bpy.context.scene
+    bpy.ops.ed.undo_push(message="base")
+    marker = bpy.data.objects.new("Marker", None)
+    scene.collection.objects.link(marker)
+    marker.select_set(True)
+    bpy.context.view_layer.objects.active = marker
+    bpy.ops.ed.undo_push(message="marker")
+    selected_before = sorted(o.name for o in bpy.context.view_layer.objects if o.select_get())
+    job = fake_done_job("a" * 32, p["glbs"])
+    runtime._rendering = lambda: True  # a render job is running (the bpy module cannot start one)
+    for _ in range(3):
+        runtime.pump()
+    facts["while_rendering"] = {"tagged": len(tagged_objects()), "note": job.import_note}
+    runtime._rendering = lambda: False
+    runtime.pump()
+    facts["imported"] = {
+        "tagged_roots": sorted(o.name for o in tagged_objects() if o.parent is None),
+        "imported": job.imported,
+        "selected": sorted(o.name for o in bpy.context.view_layer.objects if o.select_get()),
+        "selected_before": selected_before,
+        "active": bpy.context.view_layer.objects.active.name if bpy.context.view_layer.objects.active else None,
+        "lowest_z": min((o.matrix_world @ mathutils.Vector(c)).z for o in tagged_objects() for c in o.bound_box),
+    }
+    facts["draw"] = draw_panels()
+    bpy.ops.ed.undo()
+    facts["after_one_undo"] = {"tagged": len(tagged_objects()), "marker": "Marker" in bpy.data.objects}
+    bpy.ops.ed.undo()
+    facts["after_two_undos"] = {"tagged": len(tagged_objects()), "marker": "Marker" in bpy.data.objects}
+
+    # A job that finishes after another file was opened: an Import button there, never a surprise.
+    other = fake_done_job("b" * 32, p["glbs"][:1], prompt="a blue sphere")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    for _ in range(3):
+        runtime.pump()
+    facts["other_file"] = {
+        "tagged": len(tagged_objects()),
+        "note": other.import_note,
+        "pending": other.auto_import_pending,
+    }
+    facts["manual_import"] = op_call(bpy.ops.text3d.import_results, job_key=other.key)
+    facts["after_manual_import"] = sorted(o.name for o in tagged_objects() if o.parent is None)
+    facts["draw_after"] = draw_panels()
+    report(**facts)
 
 
 def scenario_open_blend(p: dict) -> None:
