@@ -167,7 +167,9 @@ class EngineWorker:
         if r.status == "cancelled":
             return TaskOutcome("cancelled", r.step)
         files = {kind: Path(p).read_bytes() for kind, p in r.record["export"]["paths"].items()}
-        r.record["worker"] = {k: v for k, v in self.info().items() if k in ("node", "pid", "device")}
+        r.record["worker"] = {
+            k: v for k, v in self.info().items() if k in ("node", "pid", "device", "torch_threads")
+        }
         return TaskOutcome("done", r.step, r.record, files)
 
     def _put(self, message: tuple) -> None:
