@@ -234,9 +234,7 @@ def import_and_save(client: EngineClient, info: dict, method: str, out: Path) ->
             path = client.download(r["glb"], Path(tmp) / f"variant_{r['variant']}.glb")
             files.append(importer.ResultFile(path, int(r["seed"]), int(r["variant"])))
         try:
-            objects = importer.import_results(
-                files, job_id=info["id"], prompt=info["prompt"], method=method, undo_push=False
-            )
+            objects = importer.import_results(files, job_id=info["id"], prompt=info["prompt"], method=method)
         except RuntimeError as e:
             raise Failure(f"import failed: {e}", 1) from None
         for image in bpy.data.images:  # the .glb files are temporary: keep the textures in the .blend

@@ -524,6 +524,38 @@ def scenario_keep_engine(p: dict) -> None:
     report(**facts)
 
 
+def scenario_reenable(p: dict) -> None:
+    """Disable the add-on mid-job: it returns at once and the engine it started checkpoints and stops by
+    itself; enabled again, the job is still this Blender's and is imported when it finishes."""
+    install(p["zip"])
+    configure(p, python=sys.executable, auto_start=True)
+    set_prompt(p, "a green cone", steps=p["steps"])
+    facts: dict = {"generate": op_call(bpy.ops.text3d.generate)}
+    job = ctl().active_job()
+    pump_until(lambda: ctl().engine.status == "connected", 180, "connected")
+    pump_until(lambda: job.id is not None and job.state == "running" and job.step >= 1, 120, "job running")
+    job_id, pid = job.id, ctl().engine.pid
+    t0 = time.monotonic()
+    addon_utils.disable(MODULE, default_set=True)
+    facts["disable_seconds"] = time.monotonic() - t0
+    facts["engine_stopped_by_itself"] = wait_dead(pid, 90)
+    addon_utils.enable(MODULE, default_set=True)
+    configure(p, python=sys.executable, auto_start=True)
+    facts["remembered"] = job_id in ctl().started
+    facts["start"] = op_call(bpy.ops.text3d.start_engine)
+    pump_until(lambda: ctl().engine.status == "connected", 180, "connected again")
+    pump_until(lambda: ctl().job_by_id(job_id) is not None, 60, "job listed again")
+    again = ctl().job_by_id(job_id)
+    facts["listed"] = {"local": again.local, "state": again.state, "origin_scene": again.origin.get("scene")}
+    pump_until(lambda: again.imported > 0 or again.state in ("failed", "cancelled"), 240, "imported")
+    facts["finished"] = {"state": again.state, "imported": again.imported, "error": again.error}
+    facts["assets"] = sorted(o.name for o in tagged_objects() if o.parent is None)
+    new_pid = ctl().engine.pid
+    addon_utils.disable(MODULE, default_set=True)
+    facts["engine_stopped_on_disable"] = wait_dead(new_pid, 90)
+    report(**facts)
+
+
 def scenario_serve_then_hang(p: dict) -> None:
     """Start an engine from the add-on, report its pid, then wait to be killed (the test kills Blender)."""
     install(p["zip"])
@@ -538,7 +570,9 @@ def scenario_serve_then_hang(p: dict) -> None:
 def fake_done_job(key: str, files: list[str], prompt: str = "a red cube"):
     """A finished job whose results are already downloaded, as auto-import sees it."""
     state = mod().state
-    job = state.JobView(key=key, prompt=prompt, id=key, state="done", ended=True, seeds=list(range(len(files))))
+    job = state.JobView(
+        key=key, prompt=prompt, id=key, state="done", ended=True, seeds=list(range(len(files)))
+    )
     job.variants = len(files)
     job.results = {k: {"variant": k, "seed": k, "glb": "/x"} for k in range(len(files))}
     job.files = {k: Path(f) for k, f in enumerate(files)}
@@ -623,8 +657,12 @@ def scenario_artist(p: dict) -> None:
         "imported": job.imported,
         "selected": sorted(o.name for o in bpy.context.view_layer.objects if o.select_get()),
         "selected_before": selected_before,
-        "active": bpy.context.view_layer.objects.active.name if bpy.context.view_layer.objects.active else None,
-        "lowest_z": min((o.matrix_world @ mathutils.Vector(c)).z for o in tagged_objects() for c in o.bound_box),
+        "active": bpy.context.view_layer.objects.active.name
+        if bpy.context.view_layer.objects.active
+        else None,
+        "lowest_z": min(
+            (o.matrix_world @ mathutils.Vector(c)).z for o in tagged_objects() for c in o.bound_box
+        ),
     }
     facts["draw"] = draw_panels()
     bpy.ops.ed.undo()

@@ -45,7 +45,9 @@ def artist(extension_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 def test_consecutive_previews_of_one_size_are_each_shown(artist):
     first, second = artist["preview_1"], artist["preview_2"]
     assert first["mean_rgb"] == pytest.approx([1.0, 0.0, 0.0], abs=0.01)
-    assert second["mean_rgb"] == pytest.approx([0.0, 1.0, 0.0], abs=0.01)  # the new pixels, not a cached frame
+    assert second["mean_rgb"] == pytest.approx(
+        [0.0, 1.0, 0.0], abs=0.01
+    )  # the new pixels, not a cached frame
     assert first["file"] != second["file"]  # a new file per preview …
     assert artist["preview_files_left"] == [Path(second["file"]).name]  # … and only the newest is kept
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from engine.config import PRESETS, preset_catalog
 from engine.export.config import TEXTURE_SIZES
@@ -108,6 +108,8 @@ def test_install_enable_draw_unregister_register(extension_zip: Path, tmp_path: 
     assert {"guidance_scale", "steps", "lam", "texture_size", "prior", "extra_options"} <= set(idle["props"])
     assert "text3d.generate" in idle["operators"] and "text3d.start_engine" in idle["operators"]
     assert "No jobs yet" in idle["labels"]
+    # No engine answers: the ways out, right in the panel (first run, or something to fix).
+    assert {"text3d.open_preferences", "text3d.detect_python", "text3d.open_log"} <= set(idle["operators"])
 
     busy = r["draw_busy"]
     assert busy["problems"] == []
@@ -118,7 +120,8 @@ def test_install_enable_draw_unregister_register(extension_zip: Path, tmp_path: 
     assert "text3d.show_message" in busy["operators"]  # long errors: a button shows the whole text
     assert "text3d.cancel:job_key=local-99" in busy["operators"]
     assert f"text3d.import_results:job_key={'d' * 32}" in busy["operators"]
-    assert "Seed 1 · earlier session" in busy["labels"]
+    assert "Seed 1 · not from this Blender" in busy["labels"]
+    assert f"text3d.remove_job:job_key={'d' * 32}" in busy["operators"]  # a finished job can be removed
 
     no_engine = r["generate_without_engine"]
     assert no_engine["result"] is None and "no engine answers at" in no_engine["error"]

@@ -123,7 +123,7 @@ def test_earlier_jobs_are_listed_and_importable_and_cancel_stops_a_running_job(
         "local": False,
         "imported": 0,
     }
-    assert "Seed 4 · earlier session" in r["draw"]["labels"]
+    assert "Seed 4 · not from this Blender" in r["draw"]["labels"]
     assert f"text3d.import_results:job_key={earlier}" in r["draw"]["operators"]
     assert r["import_earlier"]["result"] == ["FINISHED"]  # downloads, then imports on a later pump
     (asset,) = r["earlier_assets"]
@@ -165,6 +165,23 @@ def test_killed_engine_is_shown_and_restart_resumes_the_job(extension_zip: Path,
     (asset,) = r["assets"]
     assert asset["name"] == "a green cone seed 0" and asset["base_color_from"] == "ShaderNodeTexImage"
     assert r["engine_stopped_on_disable"]  # disabling the add-on stops the engine it started
+
+
+def test_disabling_mid_job_returns_at_once_and_the_job_stays_this_blenders(
+    extension_zip: Path, tmp_path: Path
+):
+    """Disable / Reload Scripts / quit never freeze Blender waiting for the engine (it checkpoints and stops
+    by itself once its stdin closes), and after enabling again the job is still recognised as started
+    here: it resumes on the next engine start and is imported into the file and scene it came from."""
+    r = run_session("reenable", own_engine(tmp_path, extension_zip, steps=120), tmp_path, timeout=600)
+    assert r["generate"]["result"] == ["FINISHED"]
+    assert r["disable_seconds"] < 0.5, r["disable_seconds"]
+    assert r["engine_stopped_by_itself"]
+    assert r["remembered"] and r["start"]["result"] == ["FINISHED"]
+    assert r["listed"]["local"] and r["listed"]["origin_scene"] == "Scene"
+    assert r["finished"] == {"state": "done", "imported": 1, "error": None}
+    assert r["assets"] == ["a green cone seed 0"]
+    assert r["engine_stopped_on_disable"]
 
 
 def test_keep_engine_running_only_when_asked(extension_zip: Path, tmp_path: Path):

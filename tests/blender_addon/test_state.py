@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from blender_addon.client import SSEEvent
-from blender_addon.state import JobView, apply_event, build_request, format_eta, parse_options
+from blender_addon.state import (
+    JobView,
+    apply_event,
+    build_request,
+    format_eta,
+    parse_options,
+    settings_from_request,
+)
 
 PANEL = {
     "prompt": "  a   red cube ",
@@ -163,3 +170,39 @@ def test_menus_come_from_the_engines_health_answer():
     assert catalog_from_health({}, c) == c
     assert catalog_from_health({"methods": ["sds", "esd"]}).method_names == ["sds", "esd"]
     assert catalog_from_health({"methods": []}) == OFFLINE_CATALOG
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"prompt": "a red cube", "method": "sds", "preset": "fast", "seed": 0, "variants": 1},
+        {
+            "prompt": "a blue house",
+            "method": "esd",
+            "preset": "quality",
+            "seed": 7,
+            "variants": 3,
+            "noise": "FIXED",
+            "use_steps": True,
+            "steps": 300,
+            "use_guidance_scale": True,
+            "guidance_scale": 20.0,
+            "use_texture_size": True,
+            "texture_size": "512",
+            "use_lam": True,
+            "lam": 0.7,
+            "prior": "sd",
+            "extra_options": "renderer.n_samples = 48; cameras.fov_range = [40, 55]",
+        },
+    ],
+)
+def test_recall_puts_back_the_settings_that_make_the_same_request(values):
+    request = build_request(values)
+    recalled = settings_from_request(request)
+    assert build_request(recalled) == request
+    assert recalled["seed_mode"] == "FIXED"  # recalled to make it again: Generate must not move the seed
+
+
+def test_recall_of_a_job_with_explicit_seeds():
+    recalled = settings_from_request({"prompt": "a snowman", "seeds": [4, 9, 11]})
+    assert (recalled["seed"], recalled["variants"], recalled["method"]) == (4, 3, "sds")
