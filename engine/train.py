@@ -221,7 +221,9 @@ class Trainer:
                     )
                 )
             by_steps = tc.preview_every and (self.step % tc.preview_every == 0 or self.step == tc.steps)
-            by_time = tc.preview_seconds and (last_preview is None or now - last_preview >= tc.preview_seconds)
+            by_time = tc.preview_seconds and (
+                last_preview is None or now - last_preview >= tc.preview_seconds
+            )
             if (by_steps or by_time) and self.callbacks.on_preview:
                 self.callbacks.on_preview(self.step, self.preview())
                 last_preview = time.perf_counter()
