@@ -23,6 +23,8 @@ Suites
     e2e        prompt → .glb per method: wall time of ``python -m engine.generate PROMPT --out X.glb --method
                M --quiet`` as a subprocess (what users run), split with the run's ``run.json`` into start-up,
                prior load, training and export, and the export's per-step times.
+    preview    submit → first preview event on a warm ``python -m engine.serve`` (what the add-on's panel
+               waits for after Generate), with the add-on's own client: median over a few jobs.
 """
 
 from __future__ import annotations

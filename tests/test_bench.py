@@ -136,6 +136,14 @@ def test_e2e(quick):
         assert sum(r["export_steps_s"].values()) <= r["export_s"] + 0.01 * len(EXPORT_STEPS), method
 
 
+def test_preview(quick):
+    """Submit → first preview on a warm engine: the first preview shows step 1 (paced by time, not by the
+    25-step cadence), and it comes back over the add-on's own client."""
+    p = quick[0]["preview"]
+    assert p["preview_steps"] == [1] and 0 < p["warm_median_seconds"] < p["cold_seconds"] + 60
+    assert "submit → first preview" in p["table"]
+
+
 def test_flags_apply_over_quick_and_bad_values_exit_2(capsys, monkeypatch):
     spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
     bench = importlib.util.module_from_spec(spec)

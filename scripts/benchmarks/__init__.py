@@ -15,6 +15,7 @@ from scripts.benchmarks.config import BenchConfig
 from scripts.benchmarks.e2e import bench_e2e
 from scripts.benchmarks.hashgrid import bench_hashgrid
 from scripts.benchmarks.iteration import bench_iteration
+from scripts.benchmarks.preview import bench_preview
 from scripts.benchmarks.regularizers import bench_regularizers
 from scripts.benchmarks.sds import bench_sds
 
@@ -26,4 +27,5 @@ SUITES: dict[str, Callable[[BenchConfig], dict[str, Any]]] = {
     "iteration": bench_iteration,
     "regularizers": bench_regularizers,
     "e2e": bench_e2e,
+    "preview": bench_preview,
 }

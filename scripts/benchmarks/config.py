@@ -74,6 +74,24 @@ class RegularizerBench:
 
 
 @dataclass
+class PreviewBench:
+    """Submit → first preview event on a warm ``python -m engine.serve`` (the add-on's live view)."""
+
+    prompt: str = "a red cube"
+    """Prompt of the jobs."""
+    method: str = "sds"
+    """Method of the jobs."""
+    preset: str = "fast"
+    """Preset of the jobs."""
+    steps: int = 600
+    """Steps each job asks for (it is cancelled at its first preview)."""
+    jobs: int = 3
+    """Timed jobs after the warm-up job (median reported)."""
+    tiny: bool = False
+    """Tiny runs (the test suite's fast options: 32² renders, eager hash grid): checks the pipeline only."""
+
+
+@dataclass
 class E2EBench:
     """``python -m engine.generate`` per method, as a subprocess."""
 
@@ -91,8 +109,10 @@ class E2EBench:
 class BenchConfig:
     """What to measure and how long; every leaf is a flag (``--iteration.rounds 3``)."""
 
-    suites: list[str] = field(default_factory=lambda: ["hashgrid", "sds", "iteration", "regularizers", "e2e"])
-    """Suites to run, comma-separated: hashgrid, sds, iteration, regularizers, e2e."""
+    suites: list[str] = field(
+        default_factory=lambda: ["hashgrid", "sds", "iteration", "regularizers", "e2e", "preview"]
+    )
+    """Suites to run, comma-separated: hashgrid, sds, iteration, regularizers, e2e, preview."""
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     """Guidance methods of the iteration and e2e suites, comma-separated."""
     hashgrid: HashgridBench = field(default_factory=HashgridBench)
@@ -100,6 +120,7 @@ class BenchConfig:
     iteration: IterationBench = field(default_factory=IterationBench)
     regularizers: RegularizerBench = field(default_factory=RegularizerBench)
     e2e: E2EBench = field(default_factory=E2EBench)
+    preview: PreviewBench = field(default_factory=PreviewBench)
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -118,6 +139,7 @@ class BenchConfig:
                 "--field.grid.n-levels 8 --field.grid.log2-hashmap-size 14 --mesh-resolution 32 "
                 "--export.texture-size 128 --export.turntable-views 2 --export.turntable-size 64"
             ),
+            preview=PreviewBench(steps=30, jobs=1, tiny=True),
         )
 
     def validate(self) -> None:
