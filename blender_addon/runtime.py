@@ -92,16 +92,22 @@ def apply_preferences() -> None:
 # ---------------------------------------------------------------------------------------------- pump
 _pending: dict[str, str] = {}
 """Jobs whose results are downloaded and waiting for a safe moment to be imported → why they wait."""
-_file_token = uuid.uuid4().hex
-"""Names the file open now: a new token on every load (``load_post``), so an unsaved file is told apart
-from the unsaved file that was open before it."""
+_TOKEN_KEY = "text3d_file_token"
+"""Where the file token lives: ``bpy.app.driver_namespace`` outlives the add-on's module (disable/enable,
+Reload Scripts), so a job started before a reload still matches the file it came from."""
+
+
+def _file_token() -> str:
+    """Names the file open now: a new token on every load (``load_post``), so an unsaved file is told apart
+    from the unsaved file that was open before it."""
+    return bpy.app.driver_namespace.setdefault(_TOKEN_KEY, uuid.uuid4().hex)
 
 
 def origin(context: bpy.types.Context | None = None) -> dict[str, str]:
     """Where a job is started from: the .blend, this load of it, and the scene."""
     context = context or bpy.context
     scene = context.scene.name if context.scene is not None else ""
-    return {"file": bpy.data.filepath, "token": _file_token, "scene": scene}
+    return {"file": bpy.data.filepath, "token": _file_token(), "scene": scene}
 
 
 def same_file(job_origin: dict) -> bool:
@@ -109,15 +115,14 @@ def same_file(job_origin: dict) -> bool:
     Blender restarted). A job started from another file is never imported into this one by itself."""
     if not job_origin:
         return False
-    if job_origin.get("token") == _file_token:
+    if job_origin.get("token") == _file_token():
         return True
     return bool(job_origin.get("file")) and job_origin.get("file") == bpy.data.filepath
 
 
 @bpy.app.handlers.persistent
 def _on_load_post(*_args) -> None:
-    global _file_token
-    _file_token = uuid.uuid4().hex
+    bpy.app.driver_namespace[_TOKEN_KEY] = uuid.uuid4().hex
     for key in list(_pending):  # started in the file just closed: an Import button now, not a surprise
         _make_manual(key, "ready: it was started in another file; Import puts it here")
     _redraw()
