@@ -68,7 +68,7 @@ def test_provenance(quick):
     # stdout: the same provenance, then one markdown table per suite (two for e2e)
     assert data["git"]["commit"][:10] in stdout.splitlines()[0]
     assert f"{machine['torch_threads']} torch threads" in stdout.splitlines()[0]
-    assert sum(line.startswith("|---|") for line in stdout.splitlines()) == 6
+    assert sum(line.startswith("|---|") for line in stdout.splitlines()) == 7
 
 
 def test_hashgrid(quick):
@@ -141,7 +141,7 @@ def test_preview(quick):
     25-step cadence), and it comes back over the add-on's own client."""
     p = quick[0]["preview"]
     assert p["preview_steps"] == [1] and 0 < p["warm_median_seconds"] < p["cold_seconds"] + 60
-    assert "submit → first preview" in p["table"]
+    assert "submit → first preview" in quick[1]  # its table is printed
 
 
 def test_flags_apply_over_quick_and_bad_values_exit_2(capsys, monkeypatch):

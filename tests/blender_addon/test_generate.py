@@ -125,7 +125,8 @@ def test_earlier_jobs_are_listed_and_importable_and_cancel_stops_a_running_job(
     }
     assert "Seed 4 · not from this Blender" in r["draw"]["labels"]
     assert f"text3d.import_results:job_key={earlier}" in r["draw"]["operators"]
-    assert r["import_earlier"]["result"] == ["FINISHED"]  # downloads, then imports on a later pump
+    # Downloads first (nothing changed yet: no undo step), then imports on a later pump.
+    assert r["import_earlier"] == {"result": ["CANCELLED"], "error": None}
     (asset,) = r["earlier_assets"]
     assert asset["name"] == "a white torus seed 4" and asset["props"]["text3d_job_id"] == earlier
     assert asset["base_color_from"] == "ShaderNodeTexImage"

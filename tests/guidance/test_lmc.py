@@ -61,8 +61,9 @@ def text_for(prior, prompts):
     )
 
 
-def expected_grad_z(prior, folder, z, text, scale, fixed_seed, gen_seed):
-    """The paper's gradient w.r.t. z, computed independently: UNet called per branch, eq. 10 by hand.
+def expected_grad_z(prior, folder, z, text, scale, fixed_seed, gen_seed, weighting="sds"):
+    """The paper's gradient w.r.t. z, computed independently: UNet called per branch, eq. 10 by hand;
+    w(t) = 1 − ᾱ_t (DreamFusion's, the text-to-3D default) or 1 (``weighting="uniform"``).
 
     Draw order (lmc.py docstring): t, then ε when not fixed (shared by both terms), else ε' of L_lmc.
     """
@@ -92,7 +93,8 @@ def expected_grad_z(prior, folder, z, text, scale, fixed_seed, gen_seed):
     sd = ((raw - mu) ** 2).mean(dim=(2, 3), keepdim=True).sqrt()
     sd_hat = ((z_hat - z_hat.mean(dim=(2, 3), keepdim=True)) ** 2).mean(dim=(2, 3), keepdim=True).sqrt()
     b_hat = sd_hat / sd * (raw - mu) + mu
-    grad = (scale * (e_c - e_u) + (b_hat - z_hat)) / scale  # (L_cond + L_lmc) / ω, w(t) = 1
+    w = (1 - ab) if weighting == "sds" else torch.ones_like(ab)
+    grad = w * (scale * (e_c - e_u) + (b_hat - z_hat)) / scale  # w(t) · (L_cond + L_lmc) / ω
     return grad, t
 
 
@@ -100,19 +102,23 @@ def relative_error(a, b):
     return float((a - b).abs().max() / b.abs().max().clamp(min=1.0))
 
 
+@pytest.mark.parametrize("weighting", ["sds", "uniform"])
 @pytest.mark.parametrize("fixed", [True, False])
 @pytest.mark.parametrize("scale", [1.0, 10.0])
-def test_lmc_gradient_equals_formula_pixel_prior(pixel_prior, pixel_corrective, fixed, scale):
+def test_lmc_gradient_equals_formula_pixel_prior(pixel_prior, pixel_corrective, fixed, scale, weighting):
     torch.manual_seed(0)
     size = pixel_prior.resolution
     images = torch.rand(2, 3, size, size, requires_grad=True)
     text = text_for(pixel_prior, ["a red cube", "a blue sphere, front view"])
-    cfg = LMCSDSConfig(guidance_scale=scale, fixed_noise=fixed, corrective=str(pixel_corrective))
+    cfg = LMCSDSConfig(
+        guidance_scale=scale, fixed_noise=fixed, corrective=str(pixel_corrective), weighting=weighting
+    )
     out = cfg.setup(pixel_prior, seed=3)(images, text, 0, 10, torch.Generator().manual_seed(7))
     out.loss.backward()
 
     z = 2 * images.detach() - 1
-    grad, t = expected_grad_z(pixel_prior, pixel_corrective, z, text, scale, 3 if fixed else None, 7)
+    fixed_seed = 3 if fixed else None
+    grad, t = expected_grad_z(pixel_prior, pixel_corrective, z, text, scale, fixed_seed, 7, weighting)
     assert torch.equal(out.t, t)
     expected = 2 * grad / 2  # dz/dimage = 2; the surrogate averages over the batch of 2
     assert relative_error(images.grad, expected) < 1e-5

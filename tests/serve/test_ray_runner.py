@@ -122,7 +122,9 @@ def test_killed_actor_resumes_from_its_checkpoint_on_a_fresh_actor(ray_server: S
     # The other worker is busy, so the job can only continue on the actor that replaces the killed one.
     blocker = ray_server.submit(job_request(steps=5000, prompt="a red cube"))
     _wait_step(ray_server, blocker, 1)
-    job_id = ray_server.submit(job_request(steps=40, prompt="a green cone"))  # checkpoints every 5 steps
+    # Long enough that it is still running when the second driver has joined and kills its actor (a 40-step
+    # job could finish first on a loaded machine); checkpoints every 5 steps.
+    job_id = ray_server.submit(job_request(steps=150, prompt="a green cone"))
     _wait_step(ray_server, job_id, 22)
     address, namespace = _cluster(ray_server)
     # The cluster the server started uses Ray's default token authentication (same user, same token file).
