@@ -216,6 +216,9 @@ def pump() -> PumpResult:
 def _import_now(key: str, result: PumpResult, keep_selection: bool, window=None) -> None:
     """Import through the one undoable operator (a single undo step, whoever asked)."""
     job = _controller.jobs[key]
+    wm = bpy.context.window_manager
+    if window is None and bpy.context.window is None and wm is not None and wm.windows:
+        window = wm.windows[0]  # a timer has no window in its context; operators want one
     override = {"window": window, "screen": window.screen} if window is not None else {}
     try:
         with bpy.context.temp_override(**override):
