@@ -42,7 +42,7 @@ from engine import atomic
 from engine.export.pipeline import output_paths
 from engine.serve.jobs import JobRecord, JobStore
 from engine.serve.reporting import VariantReporter, result_data
-from engine.serve.runner import LocalJobRunner, QueueFull
+from engine.serve.runner import LocalJobRunner, QueueFull, QueueViews
 from engine.serve.worker import EngineWorker, TaskOutcome, VariantTask
 from engine.train import Progress
 
@@ -124,7 +124,7 @@ class _JobRun:
     announced: bool = False
 
 
-class RayJobRunner:
+class RayJobRunner(QueueViews):
     """:class:`~engine.serve.runner.JobRunner` on Ray actors. ``connect()`` first (before the server listens:
     a bad set-up is an exit with a message), then ``attach()`` the app's store, then the app starts it."""
 
@@ -135,7 +135,7 @@ class RayJobRunner:
         self._door: LocalJobRunner | None = None
         self._cond = threading.Condition()
         self._queue: deque[str] = deque()
-        self._active: dict[str, _JobRun] = {}
+        self._running: dict[str, _JobRun] = {}
         """Started jobs in the order they started (dict order)."""
         self._slots: list[_Slot] = []
         self._plan: _Plan | None = None
@@ -244,8 +244,8 @@ class RayJobRunner:
             queued = job.id in self._queue
             if queued:
                 self._queue.remove(job.id)
-            elif job.id in self._active:
-                jr = self._active[job.id]
+            elif job.id in self._running:
+                jr = self._running[job.id]
                 job.cancel_reason = "cancel"
                 job.cancel.set()
                 # Straight to the actors, not at their next drain: the trainer stops before its next step.
@@ -257,27 +257,6 @@ class RayJobRunner:
         if queued:
             job.cancel_reason = "cancel"
             self.store.set_state(job, "cancelled", "cancelled before it started")
-
-    def queue_position(self, job_id: str) -> int | None:
-        with self._cond:
-            if job_id in self._active:
-                return 0
-            try:
-                return self._queue.index(job_id) + 1
-            except ValueError:
-                return None
-
-    def queue_length(self) -> int:
-        with self._cond:
-            return len(self._queue)
-
-    def running(self) -> int:
-        with self._cond:
-            return len(self._active)
-
-    def queue_full(self) -> bool:
-        with self._cond:
-            return len(self._queue) >= self.queue_size
 
     def devices(self) -> list[str]:
         if self._slots:
@@ -293,7 +272,7 @@ class RayJobRunner:
             if self._shutting_down:
                 return
             self._shutting_down = True
-            for jr in list(self._active.values()):
+            for jr in list(self._running.values()):
                 jr.job.cancel_reason = jr.job.cancel_reason or "shutdown"
                 jr.job.cancel.set()
                 targets += [(s.actor, s.task_id) for s in jr.running.values() if s.task_id]
@@ -361,7 +340,7 @@ class RayJobRunner:
                 self._cond.wait()
 
     def _pick_locked(self) -> tuple[_JobRun, int] | None:
-        for jr in self._active.values():
+        for jr in self._running.values():
             if jr.pending and not jr.job.cancel.is_set() and not jr.job.final:
                 return jr, jr.pending.popleft()
         while self._queue:
@@ -388,7 +367,7 @@ class RayJobRunner:
             n = len(jr.variants)
             self.store.set_state(job, "done", f"finished {n} asset{'s' if n > 1 else ''}")
             return None
-        self._active[job.id] = jr
+        self._running[job.id] = jr
         return jr
 
     def _execute(self, slot: _Slot, jr: _JobRun, index: int) -> None:
@@ -517,7 +496,7 @@ class RayJobRunner:
                 self.store.set_state(job, "cancelled", "cancelled", **stopped)
         else:
             return  # variants still wait for a worker
-        self._active.pop(job.id, None)
+        self._running.pop(job.id, None)
 
     # ------------------------------------------------------------------ faults
     def _lost(self, slot: _Slot, jr: _JobRun, index: int, err: BaseException) -> None:

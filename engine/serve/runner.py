@@ -106,7 +106,38 @@ class PriorCache:
             return prior, time.perf_counter() - t0
 
 
-class LocalJobRunner:
+class QueueViews:
+    """The queue as the HTTP app reads it, shared by every runner: a FIFO ``_queue`` of job ids and the
+    jobs in flight in ``_running`` (id → the runner's own record), both guarded by ``_cond``."""
+
+    _cond: threading.Condition
+    _queue: deque[str]
+    _running: dict[str, Any]
+    queue_size: int
+
+    def queue_position(self, job_id: str) -> int | None:
+        with self._cond:
+            if job_id in self._running:
+                return 0
+            try:
+                return self._queue.index(job_id) + 1
+            except ValueError:
+                return None
+
+    def queue_length(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def running(self) -> int:
+        with self._cond:
+            return len(self._running)
+
+    def queue_full(self) -> bool:
+        with self._cond:
+            return len(self._queue) >= self.queue_size
+
+
+class LocalJobRunner(QueueViews):
     """Worker threads in this process, one per device by default; FIFO; bounded queue."""
 
     def __init__(
@@ -203,27 +234,6 @@ class LocalJobRunner:
         if queued:
             job.cancel_reason = "cancel"
             self.store.set_state(job, "cancelled", "cancelled before it started")
-
-    def queue_position(self, job_id: str) -> int | None:
-        with self._cond:
-            if job_id in self._running:
-                return 0
-            try:
-                return self._queue.index(job_id) + 1
-            except ValueError:
-                return None
-
-    def queue_length(self) -> int:
-        with self._cond:
-            return len(self._queue)
-
-    def running(self) -> int:
-        with self._cond:
-            return len(self._running)
-
-    def queue_full(self) -> bool:
-        with self._cond:
-            return len(self._queue) >= self.queue_size
 
     def devices(self) -> list[str]:
         return [describe(d) for d in self._devices]
