@@ -61,6 +61,19 @@ def validate(path: Path | str) -> dict:
     return json.loads(r.stdout)
 
 
+def validated(path: Path | str) -> dict:
+    """The report of a file that must pass with no errors: a missing validator is a test failure that
+    says what to install, never a skip."""
+    import pytest
+
+    try:
+        report = validate(path)
+    except ValidatorUnavailable as e:
+        pytest.fail(str(e))
+    assert report["issues"]["numErrors"] == 0, errors_and_warnings(report)
+    return report
+
+
 def errors_and_warnings(report: dict) -> list[str]:
     """One line per error or warning (severity 0 or 1) in a report."""
     return [
