@@ -47,8 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 class PriorTrainConfig(DiffusionRecipe):
     """Training of the built-in prior (the diffusion recipe's settings are :class:`DiffusionRecipe`'s)."""
 
-    out: str = str(REPO / "engine" / "priors" / "builtin")
-    """Folder the finished model is written to (diffusers layout + model card)."""
+    out: str = str(REPO / "engine" / "priors" / "builtin_pixel32")
+    """Folder the finished model is written to (diffusers layout + model card); the shipped
+    ``builtin-pixel32`` prior lives there."""
     work_dir: str = str(REPO / "outputs" / "builtin_prior_train")
     """Checkpoints and the loss log; a run resumes from here when a checkpoint exists."""
     seed: int = 0
@@ -199,7 +200,8 @@ def export_model(cfg, command, trainer: DenoisingTrainer, scheduler, step, elaps
         "final_mse_ema": running,
         "params_unet": sum(p.numel() for p in unet.parameters()),
         "params_text_encoder": sum(p.numel() for p in text_encoder.parameters()),
-        "config": to_dict(cfg) | {"out": "engine/priors/builtin", "work_dir": "outputs/builtin_prior_train"},
+        "config": to_dict(cfg)
+        | {"out": "engine/priors/builtin_pixel32", "work_dir": "outputs/builtin_prior_train"},
         "machine": machine_info(),
     }
     (out / "training.json").write_text(json.dumps(info, indent=2))

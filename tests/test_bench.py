@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.guidance import METHODS as GUIDANCE_METHODS
+from engine.priors import SHIPPED_PRIORS
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = list(GUIDANCE_METHODS)  # every registered method is benchmarked, none listed here
@@ -92,7 +93,11 @@ def test_sds(quick):
 
 def test_iteration(quick):
     it = quick[0]["iteration"]
-    assert it["render_size"] == 32 and it["batch_size"] == 1 and it["prior"].startswith("pixel:")
+    assert (
+        it["render_size"] == 32
+        and it["batch_size"] == 1
+        and it["prior"] == f"sd:{SHIPPED_PRIORS['builtin'].folder}"
+    )
     assert list(it["methods"]) == METHODS
     rounds = it["settings"]["rounds"]
     for method, r in it["methods"].items():

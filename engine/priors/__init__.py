@@ -57,7 +57,12 @@ SHIPPED_PRIORS: dict[str, ShippedPrior] = {
         ShippedPrior(
             "builtin",
             _HERE / "builtin",
-            "the default: a 32 px pixel-space prior of the procedural world, for the CPU",
+            "the default: a 64 px latent prior of the procedural world, in Stable Diffusion's layout, for the CPU",
+        ),
+        ShippedPrior(
+            "builtin-pixel32",
+            _HERE / "builtin_pixel32",
+            "the earlier 32 px pixel-space prior of the same world: faster, too small to draw fronts",
         ),
     )
 }

@@ -238,14 +238,14 @@ def test_a_corrective_for_another_prior_space_is_refused(sd_prior, pixel_correct
         LMCSDSConfig(corrective=str(pixel_corrective)).setup(sd_prior)
 
 
-def test_shipped_builtin_corrective_blurs_more_as_t_grows():
-    """The built-in prior's shipped b̂: ‖b̂(z, t) − z‖ (renormalised as in guidance) grows with t on world images."""
-    from engine.priors import BUILTIN_PRIOR_DIR
+@pytest.mark.parametrize("name", ["builtin", "builtin-pixel32"])
+def test_shipped_corrective_blurs_more_as_t_grows(name):
+    """Each shipped prior's b̂: ‖b̂(z, t) − z‖ (renormalised as in guidance) grows with t on world images."""
+    from engine.priors import SHIPPED_PRIORS, load_prior, resolve_prior_spec
     from engine.world.data import WorldConfig, WorldSampler
 
-    if not (BUILTIN_PRIOR_DIR / "unet").is_dir():
-        pytest.skip("the built-in prior is not installed")
-    prior = PixelPriorConfig(str(BUILTIN_PRIOR_DIR)).setup("cpu")
+    assert set(SHIPPED_PRIORS) == {"builtin", "builtin-pixel32"}  # a new shipped prior is tested here too
+    prior = load_prior(resolve_prior_spec(name), "cpu")
     corr = load_corrective(find_corrective(prior.folder, prior.name))
     gen = torch.Generator().manual_seed(123)
     z = prior.encode_images(WorldSampler(WorldConfig(size=prior.resolution)).sample_batch(8, gen).images)
@@ -262,7 +262,7 @@ def test_shipped_builtin_corrective_blurs_more_as_t_grows():
                 )
                 d += float((renormalise(corr(z, t.float() / T), z_hat) - z).flatten(1).norm(dim=1).mean()) / 2
             dist.append(d)
-    assert all(a < b for a, b in zip(dist, dist[1:])), dist
+    assert all(a < b for a, b in zip(dist, dist[1:])), (name, dist)
 
 
 def _train_script():

@@ -7,7 +7,7 @@ import torch
 from engine.priors import SHIPPED_PRIORS, load_prior, resolve_prior_spec
 from engine.world.data import vocabulary
 
-NATIVE = {"builtin": (32, 3, 32)}
+NATIVE = {"builtin": (64, 8, 16), "builtin-pixel32": (32, 3, 32)}
 """name → (image resolution, latent channels, latent resolution)."""
 
 
@@ -25,6 +25,18 @@ def test_shipped_prior_is_its_folder_and_small(shipped):
     assert size < 30e6, f"{name}: {size / 1e6:.1f} MB"
     assert sum(p.numel() for p in prior.unet.parameters()) <= 10e6
     assert (folder / "README.md").is_file() and (folder / "sample_grid.png").is_file()  # its model card
+
+
+def test_the_default_prior_runs_through_the_stable_diffusion_adapter():
+    """The default is a latent prior in Stable Diffusion's layout, so every CPU run and CI exercise the SD path
+    (VAE encode with its scaling factor, the UNet on latents) with trained weights, not random ones."""
+    from engine.config import RunConfig
+    from engine.priors import StableDiffusionConfig, StableDiffusionPrior
+
+    default = RunConfig.__dataclass_fields__["prior"].default
+    assert default == "builtin" and isinstance(resolve_prior_spec(default), StableDiffusionConfig)
+    prior = load_prior(resolve_prior_spec(default), torch.device("cpu"))
+    assert isinstance(prior, StableDiffusionPrior) and prior.resolution == 64
 
 
 def test_shipped_prior_knows_the_world_vocabulary_and_refuses_other_words(shipped):

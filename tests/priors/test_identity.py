@@ -10,23 +10,27 @@ import pytest
 
 from engine.config import build_config
 from engine.guidance.corrective import read_corrective_info
-from engine.priors import BUILTIN_PRIOR_DIR, PixelPriorConfig
+from engine.priors import SHIPPED_PRIORS, resolve_prior_spec
 from engine.priors import identity as ident
 
 
-def test_the_shipped_corrective_was_made_for_the_shipped_weights():
-    recorded = read_corrective_info(BUILTIN_PRIOR_DIR / "corrective")["prior"]["fingerprint"]
-    assert ident.weights_fingerprint(BUILTIN_PRIOR_DIR) == recorded
+@pytest.mark.parametrize("name", list(SHIPPED_PRIORS))
+def test_each_shipped_corrective_was_made_for_its_shipped_weights(name):
+    folder = SHIPPED_PRIORS[name].folder
+    recorded = read_corrective_info(folder / "corrective")["prior"]["fingerprint"]
+    assert ident.weights_fingerprint(folder) == recorded
 
 
-def test_builtin_weights_get_their_tuning_however_they_are_named(tmp_path: Path):
+@pytest.mark.parametrize("name", list(SHIPPED_PRIORS))
+def test_shipped_weights_get_their_tuning_however_they_are_named(tmp_path: Path, name):
+    folder = SHIPPED_PRIORS[name].folder
     copy = tmp_path / "my_prior"
-    shutil.copytree(BUILTIN_PRIOR_DIR, copy, ignore=shutil.ignore_patterns("corrective", "*.png", "*.md"))
-    for spec in ("builtin", str(BUILTIN_PRIOR_DIR), f"pixel:{copy}"):
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("corrective", "*.png", "*.md"))
+    for spec in (name, str(folder), str(copy)):
         cfg = build_config("a red cube", "sds", spec)
-        # The built-in prior's measured settings: key light in camera space, ω = 10 for SDS.
+        # The world priors' measured settings: key light in camera space, ω = 10 for SDS.
         assert (cfg.renderer.light, cfg.guidance.guidance_scale) == ("camera_key", 10.0), spec
-    assert PixelPriorConfig(str(copy)).identity().fingerprint == ident.weights_fingerprint(BUILTIN_PRIOR_DIR)
+    assert resolve_prior_spec(str(copy)).identity().fingerprint == ident.weights_fingerprint(folder)
 
 
 def test_other_weights_get_no_tuning(tiny_pixel_prior_dir: Path):

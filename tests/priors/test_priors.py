@@ -332,3 +332,35 @@ def test_the_sampler_clamps_x0_only_to_a_pixel_priors_data_range(
         sample_images(prior, ["a red cube"], steps=2, generator=torch.Generator().manual_seed(0))
         monkeypatch.undo()
     assert final["pixel"] <= 1.0 + 1e-6 < 2.0 < final["sd"], final  # the last step returns x₀ itself
+
+
+def test_the_sampler_starts_where_the_x0_estimate_is_not_degenerate(
+    sd_prior: DiffusionPrior, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the cosine schedule ᾱ_999 = 2.4·10⁻⁹, so a first step at t = 999 divides the ε error by
+    √ᾱ ≈ 5·10⁻⁵; unclamped latents then decode to mottled, oversaturated noise. The sampler starts at the
+    noisiest t with SNR ≥ MIN_START_SNR instead, and a schedule that never gets that noisy keeps t = T − 1."""
+    from diffusers import DDPMScheduler
+
+    from engine.priors.sample import MIN_START_SNR, sample_images
+
+    seen: list[int] = []
+    original = type(sd_prior).predict_noise
+
+    def record(self, z_t, t, emb, *a, **kw):
+        seen.append(int(t[0]))
+        return original(self, z_t, t, emb, *a, **kw)
+
+    monkeypatch.setattr(type(sd_prior), "predict_noise", record)
+    for schedule, first in (("squaredcos_cap_v2", None), ("scaled_linear", 999)):
+        ab = DDPMScheduler(beta_schedule=schedule, beta_start=0.00085, beta_end=0.012).alphas_cumprod
+        monkeypatch.setattr(sd_prior, "alphas_cumprod", ab)
+        seen.clear()
+        sample_images(sd_prior, ["a red cube"], steps=4, generator=torch.Generator().manual_seed(0))
+        snr, start = ab / (1 - ab), seen[0]
+        assert snr[start] >= MIN_START_SNR and (start == 999 or snr[start + 1] < MIN_START_SNR)
+        if first is not None:
+            assert seen[0] == first
+        else:
+            assert 950 < seen[0] < 999 and ab[seen[0]].sqrt() > 0.03
+        assert seen[-1] == 0 and seen == sorted(seen, reverse=True)
