@@ -114,7 +114,11 @@ def write_results(ev: Evaluation, results: dict[str, Any]) -> None:
         f"{ev.prov['started']}",
         "",
         f"Runs: built-in prior, {c.preset} preset at {c.steps} steps"
-        + (f" ({c.geometry.steps or c.steps} for the geometry suite)" if "geometry" in suites else "")
+        + "".join(
+            f" ({own} for the {name} suite)"
+            for name, own in (("geometry", c.geometry.steps), ("janus", c.janus.steps))
+            if name in suites and own and own != c.steps
+        )
         + f" with {c.render_size}² training renders. "
         f"Evaluation views: {c.views.n} azimuths from the front at {c.views.elevation:g}° elevation, "
         f"{c.views.size}² px, lit as the world.",
