@@ -58,7 +58,14 @@ class EngineProcess:
     """A running ``python -m engine.serve [args]``; its output goes to a log file beside ``data_dir``
     (a file, not a pipe: a full pipe would block the server)."""
 
-    def __init__(self, data_dir: Path, *args: str, startup_timeout: float = 120.0, log_name: str = ""):
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        startup_timeout: float = 120.0,
+        log_name: str = "",
+        env: dict[str, str] | None = None,
+    ):
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -66,7 +73,7 @@ class EngineProcess:
         self._log = open(self.log_path, "w")
         cmd = [sys.executable, "-m", "engine.serve", "--port", str(self.port), "--data-dir", str(data_dir)]
         self.proc = subprocess.Popen(
-            [*cmd, *args], cwd=REPO, env=child_env(), stdout=self._log, stderr=subprocess.STDOUT
+            [*cmd, *args], cwd=REPO, env=child_env(**(env or {})), stdout=self._log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + startup_timeout
         while health(self.url) is None:

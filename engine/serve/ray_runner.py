@@ -676,6 +676,16 @@ def _wait_ready(actors: list, timeout: float, plan: _Plan | None) -> list[dict[s
     for k, ref in enumerate(refs):
         if ref not in ready:
             free = ray.available_resources()
+            if plan is not None and _has_room(free, plan):
+                # Room but no actor: resources are not the reason, so do not send the user after them; a
+                # worker that is slow or failing to start is nearly always the node's Python.
+                raise RaySetupError(
+                    f"Ray worker {k} did not start within {timeout:g} s although the cluster has room for it "
+                    f"(free: {free.get('CPU', 0):g} CPU, {free.get('GPU', 0):g} GPU): its Python most likely "
+                    "cannot import the engine or a dependency; install this package on every node, in the "
+                    "Python that runs `ray start` (pip install -e '.[ray]'), or ship it with --ray-runtime-env; "
+                    "the node's Ray logs say why (/tmp/ray/session_latest/logs/worker-*.err)"
+                )
             raise RaySetupError(
                 f"Ray worker {k} did not start within {timeout:g} s: no node has a free "
                 f"{'GPU' if plan and plan.device == 'cuda' else 'CPU share'} for it right now (free: "
@@ -694,6 +704,12 @@ def _wait_ready(actors: list, timeout: float, plan: _Plan | None) -> list[dict[s
             )
         infos.append(info)
     return infos
+
+
+def _has_room(free: dict[str, float], plan: _Plan) -> bool:
+    """Whether the cluster's free resources could hold one more actor of ``plan``."""
+    need = {"CPU": plan.options.get("num_cpus", 0), "GPU": plan.options.get("num_gpus", 0)}
+    return all(free.get(key, 0) >= amount for key, amount in need.items())
 
 
 def _start_failure(k: int, e: BaseException) -> str:

@@ -2,7 +2,7 @@
 
 Every test talks HTTP to ``python -m engine.serve``; nothing is imported in-process, so signals, restarts
 and the command line are exercised as a user would. The shared servers come in both runners (worker
-threads, and Ray actors on a local Ray of 2 CPUs), so every test that uses them runs against both.
+threads, and Ray actors on the session's one Ray head), so every test that uses them runs against both.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,16 +20,73 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.engine_server import FAST_OPTIONS, EngineProcess
+from tests.engine_server import FAST_OPTIONS, EngineProcess, child_env, free_port
 
-RUNNER_ARGS = {
-    "thread": (),
-    "ray": ("--runner", "ray", "--ray-num-cpus", "2"),
-}
-"""Command-line flags per runner. Ray: a local Ray of 2 CPUs (this machine's), one CPU actor of 2 CPUs by
-default, so a job runs with the thread runner's torch thread count."""
+RUNNERS = ("thread", "ray")
+"""Every runner the shared servers (and the tests that start their own) run against."""
 
-RUNNERS = list(RUNNER_ARGS)
+WORKER_THREADS = 2
+"""Torch threads of a job on either runner in the shared servers: a Ray actor reserves this many CPUs (and
+runs as many threads), the thread server runs with ``OMP_NUM_THREADS`` set to it; so the two give the same
+bytes (tests/serve/test_ray_runner.py) on any machine. 2: the cores of the machines the suite runs on."""
+
+RAY_HEAD_CPUS = 4 * WORKER_THREADS
+"""Logical CPUs of the session's Ray head: room for the actors of every Ray server alive at once. Ray's
+CPUs are a reservation count, not cores."""
+
+
+def runner_args(runner: str, request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """Command-line flags for a server on ``runner``. Ray servers join the session's one Ray head
+    (:func:`ray_head`) with ``--ray-address``, the multi-machine path of docs/RAY.md; a server that starts
+    its own local Ray is tested by tests/serve/test_ray_runner.py."""
+    if runner == "thread":
+        return ()
+    address = request.getfixturevalue("ray_head")
+    return ("--runner", "ray", "--ray-address", address, "--ray-cpus-per-worker", str(WORKER_THREADS))
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Ray head for the session (``ray start --head --block``), started the first time a Ray server
+    needs it; its address. Starting a local Ray in every server took most of the Ray tests' time (Ray's
+    GCS, raylet and workers starting and stopping for each of ~8 servers); joining one is a connection."""
+    log_path = tmp_path_factory.mktemp("ray_head") / "ray_head.log"
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    ray = Path(sys.executable).with_name("ray")
+    cmd = [str(ray), "start", "--head", "--block", "--port", str(port), "--num-cpus", str(RAY_HEAD_CPUS)]
+    cmd += ["--include-dashboard", "false", "--disable-usage-stats", "--node-ip-address", "127.0.0.1"]
+    with open(log_path, "w") as log:  # token authentication, as Ray 2.60 does by default
+        # Not from the repository: a node's workers start in the folder `ray start` ran in and find a package
+        # there, which would hide a node without the engine installed (test_ray_setup's bare workers).
+        proc = subprocess.Popen(
+            cmd,
+            cwd=log_path.parent,
+            env=child_env(RAY_AUTH_MODE="token"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 180
+    while "Ray runtime started" not in log_path.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop_group(proc)
+            pytest.fail(f"the tests' Ray head did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield address
+    _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM to ``ray start --block``, which stops the Ray processes it started; SIGKILL to its whole
+    process group if it has not ended in time."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def job_request(steps: int = 30, prompt: str = "a red cube", **extra) -> dict:
@@ -37,8 +96,13 @@ def job_request(steps: int = 30, prompt: str = "a red cube", **extra) -> dict:
 class Server(EngineProcess):
     """A running ``python -m engine.serve`` and an HTTP client with its token."""
 
-    def __init__(self, data_dir: Path, *args: str, startup_timeout: float = 120.0):
-        super().__init__(data_dir, *args, startup_timeout=startup_timeout)
+    def __init__(
+        self, data_dir: Path, *args: str, startup_timeout: float = 120.0, env: dict[str, str] | None = None
+    ):
+        env = dict(env or {})
+        if "--ray-address" in args:  # joining by address uses Ray's token authentication (docs/RAY.md)
+            env["RAY_AUTH_MODE"] = "token"
+        super().__init__(data_dir, *args, startup_timeout=startup_timeout, env=env)
         self.token = (data_dir / "token").read_text().strip()
         self.headers = {"Authorization": f"Bearer {self.token}"}
         self.client = httpx.Client(base_url=self.url, headers=self.headers, timeout=60)
@@ -67,12 +131,16 @@ class Server(EngineProcess):
         return evs
 
     # ------------------------------------------------------------------ stopping
+    def _close_client(self) -> None:
+        if hasattr(self, "client"):  # not yet made when a server that never became healthy is killed
+            self.client.close()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        self.client.close()
+        self._close_client()
         return super().stop(sig, timeout)
 
     def kill(self) -> None:
-        self.client.close()
+        self._close_client()
         super().kill()
         if "local Ray started by this server" in self.log():
             _end_orphaned_ray_processes(self.proc.pid)
@@ -123,23 +191,47 @@ def sse_events(
 
 
 @pytest.fixture(params=RUNNERS)
-def runner(request: pytest.FixtureRequest) -> str:
-    """Each runner in turn (the tests that start their own servers use it)."""
-    return request.param
+def runner_flags(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """Each runner's server flags in turn (the tests that start their own servers use it)."""
+    return runner_args(request.param, request)
+
+
+def _shared_server(runner: str, request: pytest.FixtureRequest, factory: pytest.TempPathFactory) -> Server:
+    env = {"OMP_NUM_THREADS": str(WORKER_THREADS)} if runner == "thread" else None
+    return Server(factory.mktemp(f"serve_{runner}") / "data", *runner_args(runner, request), env=env)
+
+
+@pytest.fixture(scope="session")
+def thread_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The shared server on the thread runner (one worker, ``WORKER_THREADS`` torch threads)."""
+    s = _shared_server("thread", request, tmp_path_factory)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_head_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The shared server on the Ray runner: one actor of ``WORKER_THREADS`` CPUs (and torch threads) on the
+    session's Ray head."""
+    s = _shared_server("ray", request, tmp_path_factory)
+    yield s
+    s.stop()
 
 
 @pytest.fixture(scope="session", params=RUNNERS)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server (one worker) shared by the tests that run jobs one after another."""
-    s = Server(tmp_path_factory.mktemp(f"serve_{request.param}") / "data", *RUNNER_ARGS[request.param])
-    yield s
-    s.stop()
+def server(request: pytest.FixtureRequest) -> Server:
+    """One server (one worker) shared by the tests that run jobs one after another, on each runner."""
+    return request.getfixturevalue({"thread": "thread_server", "ray": "ray_head_server"}[request.param])
 
 
 @pytest.fixture(scope="session", params=RUNNERS)
 def idle_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server that accepts jobs but runs none (--workers 0), with a queue of 3: for limits and fuzzing."""
     data = tmp_path_factory.mktemp(f"serve_idle_{request.param}") / "data"
-    s = Server(data, "--workers", "0", "--queue-size", "3", *RUNNER_ARGS[request.param])
+    s = Server(data, "--workers", "0", "--queue-size", "3", *runner_args(request.param, request))
     yield s
     s.stop()

@@ -1,6 +1,6 @@
-"""The Ray runner on a local Ray of 2 CPUs with two CPU actors (``--runner ray --workers 2``): jobs and a
-job's variants run in parallel in separate actor processes, a killed actor loses nothing, and the assets
-are the thread runner's to the bit.
+"""The Ray runner on a local Ray of 2 CPUs that the server starts itself, with two CPU actors (``--runner
+ray --workers 2``): jobs and a job's variants run in parallel in separate actor processes, a killed actor
+loses nothing; and the assets are the thread runner's to the bit (the shared servers of conftest.py).
 
 The server is the real ``python -m engine.serve`` subprocess; the test process joins its Ray cluster only
 to kill an actor, as a crashed worker process would die.
@@ -159,23 +159,19 @@ def test_killed_actor_resumes_from_its_checkpoint_on_a_fresh_actor(ray_server: S
     assert ray_server.healthy() and ray_server.client.get("/v1/health").json()["workers"] == 2
 
 
-def test_thread_and_ray_runners_give_identical_assets(ray_server: Server, tmp_path, monkeypatch):
-    """Same request and seed, same torch thread count (each actor has 1 CPU, so 1 thread): the same bytes."""
+def test_thread_and_ray_runners_give_identical_assets(thread_server: Server, ray_head_server: Server):
+    """Same request and seed, same torch thread count (the shared servers: ``WORKER_THREADS`` each): the
+    same bytes."""
     import numpy as np
     import trimesh
 
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the thread runner's server process: torch uses 1 thread
-    thread_server = Server(tmp_path / "thread")
-    try:
-        body = job_request(steps=12, seed=3)
-        assets = {}
-        for name, server in (("thread", thread_server), ("ray", ray_server)):
-            job_id = server.submit(body)
-            assert server.wait_done(job_id)[-1]["data"]["state"] == "done"
-            (result,) = server.job(job_id)["results"]
-            assets[name] = server.client.get(result["glb"]).content
-    finally:
-        thread_server.stop()
+    body = job_request(steps=12, seed=3)
+    assets = {}
+    for name, server in (("thread", thread_server), ("ray", ray_head_server)):
+        job_id = server.submit(body)
+        assert server.wait_done(job_id)[-1]["data"]["state"] == "done"
+        (result,) = server.job(job_id)["results"]
+        assets[name] = server.client.get(result["glb"]).content
     meshes = {
         k: trimesh.load(io.BytesIO(v), file_type="glb", force="mesh", process=False)
         for k, v in assets.items()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import signal
 
-from tests.serve.conftest import RUNNER_ARGS, Server, job_request
+from tests.serve.conftest import Server, job_request
 
 
 def _follow_until_step(server: Server, job_id: str, step: int) -> int:
@@ -18,16 +18,16 @@ def _follow_until_step(server: Server, job_id: str, step: int) -> int:
     raise AssertionError(f"job ended before step {step} (last event {last})")
 
 
-def test_hard_kill_then_restart_resumes_from_the_checkpoint(tmp_path, runner):
+def test_hard_kill_then_restart_resumes_from_the_checkpoint(tmp_path, runner_flags):
     data = tmp_path / "data"
-    s = Server(data, *RUNNER_ARGS[runner])
+    s = Server(data, *runner_flags)
     done_id = s.submit(job_request(steps=10))
     s.wait_done(done_id)
     job_id = s.submit(job_request(steps=90, prompt="a green cone"))
     last_seen = _follow_until_step(s, job_id, 30)  # checkpoints every 5 steps (FAST_OPTIONS)
     s.kill()  # SIGKILL: no chance to checkpoint or mark anything
 
-    s2 = Server(data, *RUNNER_ARGS[runner])
+    s2 = Server(data, *runner_flags)
     try:
         # The finished job survived the crash.
         assert s2.job(done_id)["state"] == "done"
@@ -51,9 +51,9 @@ def test_hard_kill_then_restart_resumes_from_the_checkpoint(tmp_path, runner):
         s2.stop()
 
 
-def test_sigterm_checkpoints_marks_interrupted_and_resumes(tmp_path, runner):
+def test_sigterm_checkpoints_marks_interrupted_and_resumes(tmp_path, runner_flags):
     data = tmp_path / "data"
-    s = Server(data, *RUNNER_ARGS[runner])
+    s = Server(data, *runner_flags)
     job_id = s.submit(job_request(steps=60))
     _follow_until_step(s, job_id, 12)
     assert s.stop(signal.SIGTERM) == 0
@@ -69,7 +69,7 @@ def test_sigterm_checkpoints_marks_interrupted_and_resumes(tmp_path, runner):
     # The event tells a client where the checkpoint stands, and status.json agrees with it.
     assert stop_events[-1]["checkpoint_step"] == step_at_stop, (stop_events, status)
 
-    s2 = Server(data, *RUNNER_ARGS[runner])
+    s2 = Server(data, *runner_flags)
     try:
         events = s2.wait_done(job_id, timeout=300)
         resumed = [e["data"] for e in events if e["type"] == "status" and "resumed_from_step" in e["data"]]
