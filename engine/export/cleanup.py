@@ -42,7 +42,14 @@ def clean(
     """Drop floaters (every piece but the largest with ``largest_only``) and degenerate faces, orient every
     piece outwards, optionally Taubin-smooth."""
     mesh = mesh.copy()
-    mesh.update_faces(mesh.nondegenerate_faces())
+    keep = mesh.nondegenerate_faces()
+    if not keep.all() and is_closed(mesh):
+        # A zero-area sliver of a closed marching-cubes surface (three distinct, collinear vertices) is part
+        # of its topology: dropping it leaves a hole (seen: 4 slivers → 6 open edges on a red cube). Drop it
+        # only where it repeats a vertex index; decimation collapses the rest and keeps the surface closed.
+        f = mesh.faces
+        keep |= (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
+    mesh.update_faces(keep)
     mesh.remove_unreferenced_vertices()
     faces, verts = mesh.faces, mesh.vertices
     label = face_components(faces, len(verts))

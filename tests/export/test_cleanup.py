@@ -46,3 +46,32 @@ def test_decimation_reaches_the_target():
     assert abs(len(out.faces) - 3000) <= 30
     assert out.volume > 0.9 * mesh.volume
     assert decimate(mesh, 0) is mesh
+
+
+def _closed_box_with_a_sliver() -> trimesh.Trimesh:
+    """A closed box in which one edge a–c carries a zero-area triangle (a, c, m), m the midpoint of a–c: on one
+    side the face (a, b, c), on the other (a, m, d) + (m, c, d). Marching cubes makes such slivers when a
+    surface vertex lands exactly on a line through two others."""
+    box = trimesh.creation.box()
+    f, v = box.faces.copy(), box.vertices.copy()
+    i, j = box.face_adjacency[0]
+    shared = box.face_adjacency_edges[0]
+    # Orient so that face i runs a → b → c → a with the shared edge as c → a.
+    fi = list(f[i])
+    k = next(k for k in range(3) if {fi[k], fi[(k + 1) % 3]} == set(shared))
+    c, a = fi[k], fi[(k + 1) % 3]
+    (d,) = set(f[j]) - set(shared)
+    m = len(v)
+    v = np.vstack([v, (v[a] + v[c]) / 2])
+    faces = [tuple(x) for n, x in enumerate(f) if n != j]
+    faces += [(a, m, d), (m, c, d), (a, c, m)]
+    return trimesh.Trimesh(v, np.array(faces), process=False)
+
+
+def test_cleanup_keeps_a_closed_surface_closed_across_zero_area_slivers():
+    from engine.export.cleanup import is_closed
+
+    mesh = _closed_box_with_a_sliver()
+    assert is_closed(mesh) and not mesh.nondegenerate_faces().all()
+    out, _ = clean(mesh, min_component=0.0, smooth_iterations=0)
+    assert is_closed(out), "dropping the sliver opened the surface"
