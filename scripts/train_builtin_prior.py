@@ -37,6 +37,7 @@ from scripts.training_common import (  # noqa: E402
     command_line,
     machine_info,
     parse_train_config,
+    repo_relative,
 )
 
 PROG = "python scripts/train_builtin_prior.py"
@@ -200,8 +201,7 @@ def export_model(cfg, command, trainer: DenoisingTrainer, scheduler, step, elaps
         "final_mse_ema": running,
         "params_unet": sum(p.numel() for p in unet.parameters()),
         "params_text_encoder": sum(p.numel() for p in text_encoder.parameters()),
-        "config": to_dict(cfg)
-        | {"out": "engine/priors/builtin_pixel32", "work_dir": "outputs/builtin_prior_train"},
+        "config": to_dict(cfg) | {"out": repo_relative(cfg.out), "work_dir": repo_relative(cfg.work_dir)},
         "machine": machine_info(),
     }
     (out / "training.json").write_text(json.dumps(info, indent=2))

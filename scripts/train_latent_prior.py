@@ -47,6 +47,7 @@ from scripts.training_common import (  # noqa: E402
     command_line,
     machine_info,
     parse_train_config,
+    repo_relative,
     set_lr,
     warmup_cosine,
 )
@@ -323,7 +324,7 @@ def export_model(cfg, command, vae, trainer: DenoisingTrainer, scheduler, run, s
             "unet": sum(p.numel() for p in unet.parameters()),
             "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
         },
-        "config": to_dict(cfg) | {"out": _relative(cfg.out), "work_dir": _relative(cfg.work_dir)},
+        "config": to_dict(cfg) | {"out": repo_relative(cfg.out), "work_dir": repo_relative(cfg.work_dir)},
         "machine": machine_info(),
     }
     (out / "training.json").write_text(json.dumps(info, indent=2))
@@ -332,12 +333,6 @@ def export_model(cfg, command, vae, trainer: DenoisingTrainer, scheduler, run, s
         shutil.copyfile(run.log_path, out / "loss.jsonl")
     print(f"wrote {out} after {run.step} steps, {run.elapsed / 60:.1f} min", flush=True)
     return info
-
-
-def _relative(path: str) -> str:
-    """``path`` relative to the repository when it lies inside it (training.json ships in the repo)."""
-    p = Path(path).resolve()
-    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,15 @@ def parse_train_config(
     return parser, cfg
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_relative(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it (training.json ships in the repo)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
+
+
 def command_line(prog: str, argv: list[str] | None) -> str:
     """The command that reproduces this run, as recorded in the model card / training.json."""
     command = prog + " " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
