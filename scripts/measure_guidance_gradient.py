@@ -28,7 +28,7 @@ REFERENCE = "builtin-pixel32"
 """The prior the regulariser weights were measured with."""
 
 
-def mean_pixel_gradient(prior_name: str, images: torch.Tensor, draws: int, size: int) -> float:
+def mean_pixel_gradient(prior_name: str, images: torch.Tensor, draws: int) -> float:
     """E |∂L_SDS/∂pixel| over ``draws`` (t, ε) draws per image, with the prior's tuned ω for "a red cube"."""
     from engine.config import build_config
     from engine.guidance import PromptEmbeddings
@@ -41,8 +41,7 @@ def mean_pixel_gradient(prior_name: str, images: torch.Tensor, draws: int, size:
         cond=prior.encode_prompts(["a red cube"] * b), uncond=prior.encode_prompts([""] * b)
     )
     guidance = cfg.guidance.setup(prior)
-    x = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
-    x = x.clone().requires_grad_(True)
+    x = images.clone().requires_grad_(True)  # already at the render size
     for k in range(draws):
         guidance(x, text, k, cfg.train.steps, torch.Generator().manual_seed(k)).loss.backward()
     return float(x.grad.abs().mean() / draws)
@@ -55,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64, help="render size (the fast preset's 64)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     from engine.priors import SHIPPED_PRIORS
     from engine.world.data import WorldConfig, WorldSampler
 
@@ -66,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for name in SHIPPED_PRIORS:
         rows[name] = {
-            src: mean_pixel_gradient(name, imgs, args.draws, args.size)
+            src: mean_pixel_gradient(name, imgs, args.draws)
             for src, imgs in (("world", world.images), ("noise", noise))
         }
     ref = rows[REFERENCE]
