@@ -7,6 +7,8 @@ default plan fits the issue's budget on a 2-core CPU (see the script's docstring
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +135,10 @@ class EvalConfig:
     """Engine preset the runs start from."""
     device: str = "auto"
     """Device of the runs: auto, cpu, cuda, cuda:N."""
+    set: tuple[str, ...] = ()
+    """Settings of every run beyond the preset's, as dotted KEY=VALUE pairs, comma-separated (e.g.
+    guidance.guidance_scale=30); a VALUE is read as JSON (30, 0.5, true), else kept as a string. A changed
+    setting changes the runs' cache keys, so runs with and without it never mix."""
     views: ViewConfig = field(default_factory=ViewConfig)
     """Evaluation turntable."""
     janus: JanusSuite = field(default_factory=JanusSuite)
@@ -204,6 +210,29 @@ class EvalConfig:
         if self.steps < 1 or self.render_size < 8 or self.janus.min_run < 1:
             raise ValueError("steps and janus.min-run must be >= 1 and render-size >= 8")
         self.views.validate()
+        self.extra_settings()
+
+    def extra_settings(self) -> dict[str, Any]:
+        """``set`` as {dotted path: value}; a pair without ``=``, or a path that the run config of some
+        method these suites train lacks (``guidance.lam`` is ESD's), is an error naming it."""
+        from engine.config import RunConfig, set_path
+        from engine.guidance import method_config
+
+        suites = (self.janus, self.fidelity, self.diversity, self.geometry)
+        methods = {*self.methods, *(m for suite in suites for m in suite.methods)}
+        out: dict[str, Any] = {}
+        for pair in self.set:
+            key, sep, text = pair.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--set {pair!r} is not KEY=VALUE (e.g. --set guidance.guidance_scale=30)")
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text
+            for method in sorted(methods):  # unknown paths fail here, before any run
+                set_path(RunConfig(prompt="-", guidance=method_config(method)), key.strip(), value)
+            out[key.strip()] = value
+        return out
 
     def run_settings(self) -> RunSettings:
         """The dotted overrides every run shares (over the preset and the built-in prior's tuning)."""
@@ -215,6 +244,7 @@ class EvalConfig:
         }
         if self.n_samples:
             over["renderer.n_samples"] = self.n_samples
+        over.update(self.extra_settings())
         return RunSettings(prior="builtin", preset=self.preset, overrides=over)
 
 

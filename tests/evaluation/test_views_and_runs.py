@@ -114,3 +114,19 @@ def test_store_round_trip_and_cached_runs_never_load_the_prior(tmp_path, red_cub
     store.save(RunResult(bad, bad_key, None, {**record, "diverged": "diverged at step 3"}, cached=False))
     again = get_run(bad, settings, views, store, no_prior)
     assert again.diverged and again.views is None
+
+
+def test_set_settings_reach_every_run_and_change_its_key():
+    """``--set guidance.guidance_scale=30`` is in every run's config (and so in its cache key); a pair that is
+    not KEY=VALUE, or a setting one of the suites' methods lacks, is refused before any run."""
+    from engine.evaluation.config import EvalConfig
+
+    base = EvalConfig(suites=("janus",)).run_settings()
+    w30 = EvalConfig(suites=("janus",), set=("guidance.guidance_scale=30", "train.lr_grid=0.02")).run_settings()
+    spec, views = RunSpec("a red house", "sds", 0), ViewConfig()
+    cfg = w30.config(spec)
+    assert cfg.guidance.guidance_scale == 30.0 and cfg.train.lr_grid == 0.02
+    assert run_key(cfg, views) != run_key(base.config(spec), views)
+    for bad, words in (("guidance.guidance_scale", "is not KEY=VALUE"), ("guidance.lam=1", "guidance.lam")):
+        with pytest.raises(ValueError, match=words):
+            EvalConfig(set=(bad,)).validate()
