@@ -128,3 +128,21 @@ def test_eikonal_without_an_sdf_field_is_refused_before_training():
         build_config("a red cube", overrides={"regularizers.eikonal": 10.0})
     cfg = build_config("a red cube", overrides={"regularizers.eikonal": 10.0, "field.density": "sdf"})
     assert cfg.regularizers.eikonal == 10.0
+
+
+def test_the_latent_prior_weighs_the_regularisers_up_except_for_lmc_sds():
+    """With the default (latent) prior the normal-smoothness and entropy weights are ×LATENT_GRADIENT_RATIO
+    for the methods whose guidance is not scaled down; LMC-SDS keeps the plain weights (×5 smoothed its cube
+    into a blob, engine/config.py). The 32 px prior keeps them for every method."""
+    from engine.config import LATENT_GRADIENT_RATIO, LATENT_RATIO_EXEMPT, build_config
+    from engine.guidance import METHODS
+
+    plain = RegularizerConfig()
+    assert "lmc-sds" in LATENT_RATIO_EXEMPT
+    for method in METHODS:
+        latent = build_config("a red cube", method).regularizers
+        ratio = 1.0 if method in LATENT_RATIO_EXEMPT else LATENT_GRADIENT_RATIO
+        assert latent.normal_smooth == pytest.approx(plain.normal_smooth * ratio), method
+        assert latent.opacity_entropy == pytest.approx(plain.opacity_entropy * ratio), method
+        pixel = build_config("a red cube", method, prior="builtin-pixel32").regularizers
+        assert pixel.normal_smooth == plain.normal_smooth, method
