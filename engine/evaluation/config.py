@@ -8,7 +8,6 @@ default plan fits the issue's budget on a 2-core CPU (see the script's docstring
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass, field
 from typing import Any
 
