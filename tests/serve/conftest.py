@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -34,6 +35,16 @@ RAY_HEAD_CPUS = 4 * WORKER_THREADS
 """Logical CPUs of the session's Ray head: room for the actors of every Ray server alive at once. Ray's
 CPUs are a reservation count, not cores."""
 
+RAY_HEAD_TOKEN = secrets.token_hex(32)
+"""The session's Ray head's authentication token (Ray 2.60 authenticates by token by default). The tests'
+own, given to the head and to everything that joins it in the environment: not ``~/.ray/auth_token``, which
+a fresh machine does not have (``ray start`` does not make one) and a developer's own clusters may use."""
+
+
+def ray_join_env() -> dict[str, str]:
+    """Environment for a process that starts or joins the session's Ray head by address."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": RAY_HEAD_TOKEN}
+
 
 def runner_args(runner: str, request: pytest.FixtureRequest) -> tuple[str, ...]:
     """Command-line flags for a server on ``runner``. Ray servers join the session's one Ray head
@@ -56,13 +67,13 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ray = Path(sys.executable).with_name("ray")
     cmd = [str(ray), "start", "--head", "--block", "--port", str(port), "--num-cpus", str(RAY_HEAD_CPUS)]
     cmd += ["--include-dashboard", "false", "--disable-usage-stats", "--node-ip-address", "127.0.0.1"]
-    with open(log_path, "w") as log:  # token authentication, as Ray 2.60 does by default
+    with open(log_path, "w") as log:
         # Not from the repository: a node's workers start in the folder `ray start` ran in and find a package
         # there, which would hide a node without the engine installed (test_ray_setup's bare workers).
         proc = subprocess.Popen(
             cmd,
             cwd=log_path.parent,
-            env=child_env(RAY_AUTH_MODE="token"),
+            env=child_env(**ray_join_env()),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -99,7 +110,7 @@ class Server(EngineProcess):
     ):
         env = dict(env or {})
         if "--ray-address" in args:  # joining by address uses Ray's token authentication (docs/RAY.md)
-            env["RAY_AUTH_MODE"] = "token"
+            env.update(ray_join_env())
         super().__init__(data_dir, *args, startup_timeout=startup_timeout, env=env)
         self.token = (data_dir / "token").read_text().strip()
         self.headers = {"Authorization": f"Bearer {self.token}"}

@@ -9,18 +9,19 @@ import sys
 import sysconfig
 import time
 import venv
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.engine_server import REPO, child_env, free_port
-from tests.serve.conftest import RAY_HEAD_CPUS, Server, job_request
+from tests.serve.conftest import RAY_HEAD_CPUS, job_request, ray_join_env
 
 
 def _serve(data: Path, *args: str, cwd: Path = REPO, timeout: float = 180) -> tuple[int, str, float]:
     """Run ``python -m engine.serve`` to its exit: (code, its error line, seconds)."""
     cmd = [sys.executable, "-m", "engine.serve", "--port", "0", "--data-dir", str(data), *args]
-    env = child_env(RAY_AUTH_MODE="token") if "--ray-address" in args else child_env()  # as Server does
+    env = child_env(**ray_join_env()) if "--ray-address" in args else child_env()  # as Server does
     t0 = time.monotonic()
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
@@ -33,11 +34,17 @@ def _serve(data: Path, *args: str, cwd: Path = REPO, timeout: float = 180) -> tu
 @pytest.fixture(scope="module")
 def data_with_a_queued_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A data folder holding one job that waits in the queue (accepted by a server that ran nothing)."""
+    from fastapi.testclient import TestClient
+
+    from engine.serve.app import ServerSettings, create_app
+
+    # The server's own app in this process (a subprocess server would take seconds to start and stop).
     data = tmp_path_factory.mktemp("ray_setup") / "data"
-    s = Server(data, "--workers", "0")
-    job_id = s.submit(job_request(steps=10))
-    assert s.stop() == 0
-    return data, job_id
+    with TestClient(create_app(ServerSettings(data_dir=data, workers=0))) as client:
+        token = (data / "token").read_text().strip()
+        r = client.post("/v1/jobs", json=job_request(steps=10), headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 202, r.text
+    return data, r.json()["id"]
 
 
 def _still_queued(data: Path, job_id: str) -> None:
@@ -66,14 +73,15 @@ def test_no_room_for_the_workers(data_with_a_queued_job, ray_head):
     """Checked against the cluster joined (the tests' Ray head, no GPU), before any actor is made."""
     data, job_id = data_with_a_queued_job
     n = RAY_HEAD_CPUS // 2 + 1  # one more 2-CPU worker than the cluster has room for
-    code, line, _ = _serve(
-        data, "--runner", "ray", "--ray-address", ray_head, "--workers", str(n), "--ray-cpus-per-worker", "2"
-    )
+    join = ("--runner", "ray", "--ray-address", ray_head)
+    with ThreadPoolExecutor(2) as pool:  # both fail before they touch the data folder; seconds each
+        too_many = pool.submit(_serve, data, *join, "--workers", str(n), "--ray-cpus-per-worker", "2")
+        no_gpu = pool.submit(_serve, data, *join, "--device", "cuda")
+        (code, line, _), (gpu_code, gpu_line, _) = too_many.result(), no_gpu.result()
     assert code == 2, line
     assert f"{n} CPU workers of 2 CPU(s) each do not fit the Ray cluster ({RAY_HEAD_CPUS} CPUs)" in line, line
     assert "lower --workers" in line
-    code, line, _ = _serve(data, "--runner", "ray", "--ray-address", ray_head, "--device", "cuda")
-    assert code == 2 and "the Ray cluster has no GPU" in line, line
+    assert gpu_code == 2 and "the Ray cluster has no GPU" in gpu_line, gpu_line
     _still_queued(data, job_id)
 
 
@@ -87,41 +95,28 @@ def _bare_python(tmp_path: Path) -> str:
     return json.dumps({"py_executable": str(bare / "bin" / "python")})
 
 
-def test_workers_without_the_engine_package(data_with_a_queued_job, tmp_path):
-    """A local Ray whose actors run in a Python without the engine: the worker's own import error. (The
-    server runs from outside the repository: Ray puts its working folder first on a local worker's sys.path,
-    which would find the engine there.)"""
+def test_workers_without_the_engine_package(data_with_a_queued_job, tmp_path, ray_head):
+    """Actors that run in a Python without the engine get the worker's own import error, on a local Ray
+    the server starts and on a cluster joined by address (the tests' Ray head, where the shared Ray
+    server's actor already holds 2 of its CPUs: a worker that asked for the whole node would wait for room,
+    and time out with the "no free CPU share" message, correctly). The servers run from outside the
+    repository: Ray puts its working folder first on a local worker's sys.path, which would find the engine
+    there. Both at once: each takes seconds, and they share nothing but the data folder they fail before
+    touching."""
     data, job_id = data_with_a_queued_job
     env = _bare_python(tmp_path)
-    args = ("--runner", "ray", "--ray-num-cpus", "1", "--ray-runtime-env", env, "--ray-start-timeout", "60")
-    code, line, _ = _serve(data, *args, cwd=tmp_path)
-    assert code == 2, line
-    assert "the Ray workers cannot import the engine (ModuleNotFoundError: No module named 'engine')" in line
-    assert "install this package on every node" in line
+    local = ("--runner", "ray", "--ray-num-cpus", "1")
+    joined = ("--runner", "ray", "--ray-address", ray_head, "--ray-cpus-per-worker", "1")
+    bare = ("--ray-runtime-env", env, "--ray-start-timeout", "60")
+    with ThreadPoolExecutor(2) as pool:
+        runs = {
+            name: pool.submit(_serve, data, *args, *bare, cwd=tmp_path)
+            for name, args in (("local", local), ("joined", joined))
+        }
+        results = {name: run.result() for name, run in runs.items()}
+    for name, (code, line, _) in results.items():
+        assert code == 2, (name, line)
+        missing = "the Ray workers cannot import the engine (ModuleNotFoundError: No module named 'engine')"
+        assert missing in line, (name, line)
+        assert "install this package on every node" in line, (name, line)
     _still_queued(data, job_id)
-
-
-def test_workers_without_the_engine_package_on_a_joined_cluster(data_with_a_queued_job, tmp_path, ray_head):
-    """The same on a cluster joined by address (the tests' Ray head, where the shared Ray server's actor
-    already holds 2 of its CPUs: a worker that asked for the whole node would wait for room, and time out with
-    the "no free CPU share" message, correctly)."""
-    data, job_id = data_with_a_queued_job
-    env = _bare_python(tmp_path)
-    args = ("--runner", "ray", "--ray-address", ray_head, "--ray-cpus-per-worker", "1")
-    args += ("--ray-runtime-env", env, "--ray-start-timeout", "60")
-    code, line, _ = _serve(data, *args, cwd=tmp_path)
-    assert code == 2, line
-    assert "the Ray workers cannot import the engine (ModuleNotFoundError: No module named 'engine')" in line
-    assert "install this package on every node" in line, line
-    _still_queued(data, job_id)
-
-
-def test_a_start_timeout_blames_resources_only_when_the_cluster_is_full():
-    """Which of the two timeout messages a worker that never started gets: "no free CPU share" only when
-    the free resources could not hold it; otherwise the cluster had room and the node's Python is blamed."""
-    from engine.serve.ray_runner import _has_room, _Plan
-
-    cpu = _Plan(1, {"num_cpus": 2.0}, "cpu", 2, "CPU actors")
-    gpu = _Plan(1, {"num_gpus": 1, "num_cpus": 1.0}, "cuda", 1, "GPU actors")
-    assert _has_room({"CPU": 6.0}, cpu) and not _has_room({"CPU": 1.0}, cpu)
-    assert _has_room({"CPU": 1.0, "GPU": 1.0}, gpu) and not _has_room({"CPU": 8.0}, gpu)
