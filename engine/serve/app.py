@@ -73,6 +73,10 @@ class ServerSettings:
     """Seconds between SSE keep-alive comments."""
     shutdown_timeout: float = 60.0
     """How long a stop waits for running jobs to checkpoint (an export in progress finishes first)."""
+    preload: str | None = None
+    """A prior spec every worker loads as soon as it starts, so that the first job does not wait for it
+    (``python -m engine.serve`` preloads the default prior); None: each worker loads a prior when a job
+    first needs it."""
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -99,7 +103,12 @@ def create_app(settings: ServerSettings, runner: JobRunner | None = None) -> Fas
     store = JobStore(data_dir, writer)
     if runner is None:
         runner = LocalJobRunner(
-            store, worker_devices(settings.device), settings.queue_size, settings.workers, stopping
+            store,
+            worker_devices(settings.device),
+            settings.queue_size,
+            settings.workers,
+            stopping,
+            preload=settings.preload,
         )
 
     @asynccontextmanager

@@ -83,6 +83,9 @@ class RaySettings:
     """Seconds a worker may take to start (scheduling, importing torch) before that is reported as an error."""
     max_worker_losses: int = 3
     """A variant whose worker dies this many times fails its job (a job that kills its worker would loop)."""
+    preload: str | None = None
+    """A prior spec every actor loads as soon as it starts (and every replacement actor), so that its first
+    job does not wait for it; None: an actor loads a prior when a job first needs it."""
 
 
 @dataclass
@@ -190,7 +193,7 @@ class RayJobRunner(QueueViews):
         return (
             ray.remote(EngineWorker)
             .options(name=f"worker-{index}", namespace=self.namespace, **p.options)
-            .remote(device=p.device, torch_threads=p.torch_threads)
+            .remote(device=p.device, torch_threads=p.torch_threads, preload=self.settings.preload)
         )
 
     # ------------------------------------------------------------------ JobRunner interface

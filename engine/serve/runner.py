@@ -88,22 +88,45 @@ class PriorCache:
         self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
 
+    def preload(self, spec: str, device: torch.device) -> threading.Thread:
+        """Load ``spec`` in the background now, so that the first job that needs it does not wait for the
+        load (~2–5 s on CPU, almost all of it importing diffusers and transformers). A job that asks for it
+        meanwhile waits for this load instead of starting its own. A failure is only logged: the job that
+        needs the prior loads it again and fails with the reason."""
+
+        def load() -> None:
+            try:
+                _, seconds = self.get(spec, device)
+                log.info("preloaded the prior %r on %s in %.1f s", spec, describe(device), seconds)
+            except Exception as e:  # reported by the job that needs it; a worker must start regardless
+                log.warning("could not preload the prior %r on %s: %s", spec, device, e)
+
+        t = threading.Thread(target=load, name=f"preload-{spec}", daemon=True)
+        t.start()
+        return t
+
     def get(self, spec: str, device: torch.device) -> tuple[Any, float]:
-        """(prior, seconds spent loading it now: 0 when cached)."""
+        """(prior, seconds this call spent on loading it: 0 when it was cached, the wait when a load in
+        progress, e.g. a preload, had to finish first)."""
         from engine.priors import load_prior, resolve_prior_spec
 
         key = (spec, str(device))
-        with self._lock:
+        t0 = time.perf_counter()
+        waited = not self._lock.acquire(blocking=False)
+        if waited:
+            self._lock.acquire()
+        try:
             if key in self._cache:
                 self._cache.move_to_end(key)
-                return self._cache[key], 0.0
-            t0 = time.perf_counter()
+                return self._cache[key], time.perf_counter() - t0 if waited else 0.0
             with MODEL_BUILD_LOCK:  # another worker may be loading a prior or building a run right now
                 prior = load_prior(resolve_prior_spec(spec), device)
             self._cache[key] = prior
             while len(self._cache) > self.max_entries:
                 self._cache.popitem(last=False)
             return prior, time.perf_counter() - t0
+        finally:
+            self._lock.release()
 
 
 class QueueViews:
@@ -147,8 +170,10 @@ class LocalJobRunner(QueueViews):
         queue_size: int,
         workers: int | None = None,
         stopping: threading.Event | None = None,
+        preload: str | None = None,
     ):
         self.store = store
+        self._preload = preload
         self._devices = devices
         self.queue_size = queue_size
         n = len(devices) if workers is None else workers
@@ -181,7 +206,14 @@ class LocalJobRunner(QueueViews):
         with self._cond:
             self._alive = len(self._worker_devices)
         for k, device in enumerate(self._worker_devices):
-            t = threading.Thread(target=self._work, args=(device,), name=f"engine-worker-{k}", daemon=True)
+            # Each worker keeps its own loaded priors: ESD/VSD attach LoRA adapters to the prior's UNet while
+            # they run, so two jobs running at once must never share one.
+            priors = PriorCache(max_entries=2)
+            if self._preload:
+                priors.preload(self._preload, device)
+            t = threading.Thread(
+                target=self._work, args=(device, priors), name=f"engine-worker-{k}", daemon=True
+            )
             t.start()
             self._threads.append(t)
         if self._stopping_signal is not None:
@@ -265,10 +297,7 @@ class LocalJobRunner(QueueViews):
         self._stopping_signal.wait()
         self.begin_shutdown()
 
-    def _work(self, device: torch.device) -> None:
-        # Each worker keeps its own loaded priors: ESD/VSD attach LoRA adapters to the prior's UNet while
-        # they run, so two jobs running at once must never share one.
-        priors = PriorCache(max_entries=2)
+    def _work(self, device: torch.device, priors: PriorCache) -> None:
         try:
             while True:
                 with self._cond:

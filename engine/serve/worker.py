@@ -79,7 +79,13 @@ class EngineWorker:
     """Runs variants on one device. Its methods are called concurrently (a threaded actor): ``run`` on one
     thread, ``drain``/``cancel``/``info`` on the others; one ``run`` at a time."""
 
-    def __init__(self, device: str = "cpu", torch_threads: int | None = None, scratch: str | None = None):
+    def __init__(
+        self,
+        device: str = "cpu",
+        torch_threads: int | None = None,
+        scratch: str | None = None,
+        preload: str | None = None,
+    ):
         if torch_threads:
             # Ray sets OMP_NUM_THREADS from the actor's CPUs; say it to torch explicitly so a thread-runner
             # run with the same count gives bit-identical results.
@@ -94,6 +100,8 @@ class EngineWorker:
         self._cancel = threading.Event()
         self._cancelled: set[str] = set()
         """Cancels that arrived before their task started (calls on a threaded actor may overtake)."""
+        if preload:  # in the background: the actor answers info() (the server's start-up check) at once
+            self.priors.preload(preload, self.device)
 
     def info(self) -> dict[str, Any]:
         """What the server shows and checks: engine version, device, where this worker runs, its job."""

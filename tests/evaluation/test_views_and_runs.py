@@ -122,7 +122,9 @@ def test_set_settings_reach_every_run_and_change_its_key():
     from engine.evaluation.config import EvalConfig
 
     base = EvalConfig(suites=("janus",)).run_settings()
-    w30 = EvalConfig(suites=("janus",), set=("guidance.guidance_scale=30", "train.lr_grid=0.02")).run_settings()
+    w30 = EvalConfig(
+        suites=("janus",), set=("guidance.guidance_scale=30", "train.lr_grid=0.02")
+    ).run_settings()
     spec, views = RunSpec("a red house", "sds", 0), ViewConfig()
     cfg = w30.config(spec)
     assert cfg.guidance.guidance_scale == 30.0 and cfg.train.lr_grid == 0.02
