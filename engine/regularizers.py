@@ -38,19 +38,35 @@ from engine.render.renderer import RenderOutput, density_normals, fd_gradient
 
 @dataclass
 class Ramp(Config):
-    """A term's weight over the run: 0 before ``start``, then linear up to full at ``start + ramp``
-    (fractions of the run's steps)."""
+    """A term's weight over the run: 0 before ``start``, then linear up to full at ``start + ramp``, and
+    from ``fade_at`` on linearly down to ``fade_to`` × full at the last step (fractions of the run's steps).
+    The fade lets a smoothing term shape the surface early and let go of it late, when the guidance
+    alone sharpens edges and corners."""
 
     start: float = setting(0.0, ge=0.0, le=1.0)
     """Fraction of the run before the term switches on."""
     ramp: float = setting(0.3, ge=0.0, le=1.0)
     """Fraction of the run over which the weight grows linearly to its full value (0: at once)."""
+    fade_at: float = setting(1.0, ge=0.0, le=1.0)
+    """Fraction of the run after which the weight falls linearly towards ``fade_to`` (1: it never falls)."""
+    fade_to: float = setting(0.0, ge=0.0, le=1.0)
+    """The weight at the last step, as a fraction of full, when it fades."""
+
+    def check(self) -> None:
+        if self.fade_at < 1.0 and self.fade_at < self.start + self.ramp:
+            raise ValueError(
+                f"fade_at ({self.fade_at}) comes before the weight is full at start + ramp "
+                f"({self.start + self.ramp:g}); fade later or ramp sooner"
+            )
 
     def factor(self, step: int, total: int) -> float:
         frac = step / max(total, 1)
         if frac < self.start:
             return 0.0
-        return 1.0 if self.ramp <= 0 else min(1.0, (frac - self.start) / self.ramp)
+        up = 1.0 if self.ramp <= 0 else min(1.0, (frac - self.start) / self.ramp)
+        if frac <= self.fade_at or self.fade_at >= 1.0:
+            return up
+        return up * (1.0 - (1.0 - self.fade_to) * (frac - self.fade_at) / (1.0 - self.fade_at))
 
 
 @dataclass

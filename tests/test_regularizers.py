@@ -50,6 +50,14 @@ def test_ramp():
     r = Ramp(start=0.2, ramp=0.3)
     assert [r.factor(s, 100) for s in (0, 19, 20, 35, 50, 90)] == pytest.approx([0, 0, 0, 0.5, 1, 1])
     assert Ramp(0.0, 0.0).factor(0, 10) == 1.0
+    assert r.factor(100, 100) == 1.0  # no fade unless asked
+
+
+def test_ramp_fades_late_to_its_floor():
+    r = Ramp(start=0.0, ramp=0.3, fade_at=0.6, fade_to=0.25)
+    assert [r.factor(s, 100) for s in (30, 60, 80, 100)] == pytest.approx([1.0, 1.0, 0.625, 0.25])
+    with pytest.raises(ValueError, match="fade_at .* before the weight is full"):
+        Ramp(start=0.2, ramp=0.3, fade_at=0.4).validate()
 
 
 def test_normal_smoothness_is_zero_on_a_plane_and_positive_on_ripples():
