@@ -99,7 +99,7 @@ class PriorCache:
                 _, seconds = self.get(spec, device)
                 log.info("preloaded the prior %r on %s in %.1f s", spec, describe(device), seconds)
             except Exception as e:  # reported by the job that needs it; a worker must start regardless
-                log.warning("could not preload the prior %r on %s: %s", spec, device, e)
+                log.warning("could not preload the prior %r on %s: %s", spec, describe(device), e)
 
         t = threading.Thread(target=load, name=f"preload-{spec}", daemon=True)
         t.start()
