@@ -2,8 +2,9 @@
 
 Binds loopback only unless ``--allow-remote``; prints the URL and the token file on start. SIGINT or
 SIGTERM stops cleanly: the running job checkpoints, is marked interrupted and resumes on the next start.
-``--runner ray`` runs the jobs on Ray actors instead of worker threads (engine.serve.ray_runner,
-docs/RAY.md); a Ray set-up that cannot work is one line on stderr and exit code 2, before listening.
+``--runner ray`` runs the jobs on Ray actors instead of worker threads (engine.serve.ray_cluster and
+engine.serve.ray_runner, docs/RAY.md); a Ray set-up that cannot work is one line on stderr and exit code 2,
+before listening.
 """
 
 from __future__ import annotations
@@ -20,23 +21,6 @@ import uvicorn
 
 import engine  # noqa: F401  (sets THP_MEM_ALLOC_ENABLE before torch allocates)
 from engine.serve import DATA_DIR_ENV, default_data_dir
-
-
-def preload_spec(value: str | None) -> str | None:
-    """``--preload`` as a prior spec: the jobs' default prior when not given, None for 'none'. Raises
-    ValueError naming a spec that does not resolve (found at start, not by a worker in the background)."""
-    from engine.config import RunConfig  # here, not at the top: flag errors above answer without torch
-    from engine.priors import resolve_prior_spec
-
-    if value is None:
-        return RunConfig().prior
-    if value.strip().lower() == "none":
-        return None
-    try:
-        resolve_prior_spec(value)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"--preload {value!r}: {e} (or --preload none)") from None
-    return value
 
 
 def is_loopback(host: str) -> bool:
@@ -145,13 +129,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
 
+    cluster = None
+    if args.runner == "ray":
+        # Before the engine's imports: a Ray set-up that cannot work answers now, and the actors import
+        # torch and the engine in their processes while this process imports them below.
+        try:
+            cluster = _ray_cluster(args)
+            cluster.start()
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
     from engine.device import worker_devices
     from engine.serve.app import ServerSettings, create_app
+    from engine.serve.runner import preload_spec
 
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
     runner = None
     try:
-        preload = preload_spec(args.preload)
+        preload = preload_spec(args.preload)  # the actors resolve it too; a bad one is an exit here
         settings = ServerSettings(
             data_dir=data_dir,
             queue_size=args.queue_size,
@@ -161,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             keepalive=args.keepalive,
             preload=preload,
         )
-        if args.runner == "ray":
-            runner = _ray_runner(args, preload)
-            runner.connect()  # joins or starts Ray and starts the actors: a bad set-up fails here
+        if cluster is not None:
+            from engine.serve.ray_runner import RayJobRunner
+
+            runner = RayJobRunner(cluster, args.queue_size)
+            runner.connect()  # waits for the actors: one that cannot run the engine fails here
             print(runner.describe(), flush=True)
             app = create_app(settings, runner)
             runner.attach(app.state.store, app.state.stopping)
@@ -173,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         if runner is not None:
             runner.close()
+        elif cluster is not None:
+            cluster.close()
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -227,9 +227,9 @@ def _ray_flag_problem(args) -> str | None:
     return None
 
 
-def _ray_runner(args, preload: str | None):
+def _ray_cluster(args):
     try:
-        from engine.serve.ray_runner import RayJobRunner, RaySettings
+        from engine.serve.ray_cluster import RayCluster, RaySettings
     except ImportError as e:  # the optional extra is not installed
         raise ValueError(
             f"--runner ray needs the ray package ({e}): pip install -e '.[ray]' (see docs/RAY.md)"
@@ -242,9 +242,9 @@ def _ray_runner(args, preload: str | None):
         cpus_per_worker=args.ray_cpus_per_worker,
         runtime_env=json.loads(args.ray_runtime_env) if args.ray_runtime_env else None,
         start_timeout=args.ray_start_timeout,
-        preload=preload,
+        preload=args.preload,
     )
-    return RayJobRunner(settings, args.queue_size)
+    return RayCluster(settings)
 
 
 class _Server(uvicorn.Server):

@@ -1,8 +1,9 @@
 """Jobs on a Ray cluster: ``python -m engine.serve --runner ray [--ray-address auto|HOST:PORT]``.
 
 The server stays the only HTTP endpoint and the only job store; Ray runs the variants. Each worker is a
-Ray actor (:class:`engine.serve.worker.EngineWorker`, one per GPU with ``num_gpus=1``, or CPU actors where
-the cluster has none) that keeps its loaded priors between jobs. One dispatch thread per actor takes the
+Ray actor (an :class:`engine.serve.worker.EngineWorker`, one per GPU with ``num_gpus=1``, or CPU actors
+where the cluster has none) that keeps its loaded priors between jobs; :mod:`engine.serve.ray_cluster`
+joins the cluster and starts them. One dispatch thread per actor takes the
 next variant — the variants of the jobs already running first, in the order they started, then the head
 of the queue — so the variants of one job fan out to every free worker, while queue order and the queue
 limit are exactly the thread runner's.
@@ -15,7 +16,8 @@ starts or resumes gets the newest checkpoint sent along. So a worker process or 
 most the steps since its last checkpoint: the variant is queued again at the front and resumes on the
 next free worker, and the lost actor is replaced by a fresh one, which Ray places wherever there is room.
 
-This is the only module that imports Ray; it is imported only when ``--runner ray`` is asked for.
+This module and :mod:`engine.serve.ray_cluster` are the only ones that import Ray; they are imported only
+when ``--runner ray`` is asked for.
 """
 
 from __future__ import annotations
@@ -23,9 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import re
-import socket
 import threading
 import time
 import uuid
@@ -35,15 +34,15 @@ from typing import Any
 
 import ray
 import torch
-from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
-import engine
 from engine import atomic
 from engine.export.pipeline import output_paths
 from engine.serve.jobs import JobRecord, JobStore
+from engine.serve.ray_cluster import RayCluster, RaySetupError, first_line, kill, wait_ready, where
 from engine.serve.reporting import VariantReporter, result_data
 from engine.serve.runner import LocalJobRunner, QueueFull, QueueViews
-from engine.serve.worker import EngineWorker, TaskOutcome, VariantTask
+from engine.serve.worker import TaskOutcome, VariantTask
 from engine.train import Progress
 
 log = logging.getLogger(__name__)
@@ -54,49 +53,6 @@ RETRY_S = (2.0, 30.0)
 """First and longest wait between attempts to replace a lost worker."""
 LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
 """What Ray raises when the actor's process or node is gone (the task may have been mid-way)."""
-
-
-class RaySetupError(ValueError):
-    """The Ray cluster cannot run the workers as asked; the message names the problem and the fix."""
-
-
-@dataclass
-class RaySettings:
-    """Where and how the workers run (the ``--ray-*`` flags, ``--workers`` and ``--device``)."""
-
-    address: str | None = None
-    """None: start a local Ray inside the server; "auto": the cluster ``ray start`` made on this machine;
-    HOST:PORT: the head node's GCS address (``ray start --head`` prints it)."""
-    num_cpus: int | None = None
-    """CPUs of the local Ray started when ``address`` is None (default: every core)."""
-    workers: int | None = None
-    """Actors (None: one per GPU of the cluster, or one per node where it has no GPU; 0: accept jobs but
-    run none)."""
-    device: str = "auto"
-    """auto: GPU actors when the cluster has GPUs, else CPU actors; cpu; cuda."""
-    cpus_per_worker: float | None = None
-    """CPUs each actor reserves (None: 1 for GPU actors; a CPU actor gets its node's CPUs shared among the
-    actors placed there). CPU actors run that many torch threads."""
-    runtime_env: dict[str, Any] | None = None
-    """Ray runtime_env for the actors, e.g. ``{"env_vars": {...}}`` or ``{"py_modules": [...]}``."""
-    start_timeout: float = 120.0
-    """Seconds a worker may take to start (scheduling, importing torch) before that is reported as an error."""
-    max_worker_losses: int = 3
-    """A variant whose worker dies this many times fails its job (a job that kills its worker would loop)."""
-    preload: str | None = None
-    """A prior spec every actor loads as soon as it starts (and every replacement actor), so that its first
-    job does not wait for it; None: an actor loads a prior when a job first needs it."""
-
-
-@dataclass
-class _Plan:
-    """The actors to start: how many, their Ray options and their torch device."""
-
-    n: int
-    options: dict[str, Any]
-    device: str
-    torch_threads: int
-    describe: str
 
 
 @dataclass
@@ -128,11 +84,13 @@ class _JobRun:
 
 
 class RayJobRunner(QueueViews):
-    """:class:`~engine.serve.runner.JobRunner` on Ray actors. ``connect()`` first (before the server listens:
-    a bad set-up is an exit with a message), then ``attach()`` the app's store, then the app starts it."""
+    """:class:`~engine.serve.runner.JobRunner` on the actors of a :class:`RayCluster` that has been
+    ``start()``-ed. ``connect()`` first (before the server listens: a bad set-up is an exit with a message),
+    then ``attach()`` the app's store, then the app starts it."""
 
-    def __init__(self, settings: RaySettings, queue_size: int):
-        self.settings = settings
+    def __init__(self, cluster: RayCluster, queue_size: int):
+        self.cluster = cluster
+        self.settings = cluster.settings
         self.queue_size = queue_size
         self.store: JobStore | None = None
         self._door: LocalJobRunner | None = None
@@ -141,35 +99,18 @@ class RayJobRunner(QueueViews):
         self._running: dict[str, _JobRun] = {}
         """Started jobs in the order they started (dict order)."""
         self._slots: list[_Slot] = []
-        self._plan: _Plan | None = None
         self._shutting_down = False
         self._alive = 0
         self._stopped = threading.Event()
-        self._started_ray = False
         self._stopping_signal: threading.Event | None = None
-        self.namespace = f"text3d-{uuid.uuid4().hex[:8]}"
-        """Ray namespace of this server's actors (named ``worker-<k>``), so servers sharing a cluster never meet."""
 
     # ------------------------------------------------------------------ set-up
     def connect(self) -> None:
-        """Join or start Ray and start the workers; raises RaySetupError naming the problem and the fix."""
-        s = self.settings
-        actors: list = []
-        try:
-            self._started_ray = _connect(s, self.namespace)
-            self._plan = _plan(s)
-            actors = [self._spawn(k) for k in range(self._plan.n)]
-            infos = _wait_ready(actors, s.start_timeout, self._plan)
-        except BaseException as e:
-            for a in actors:
-                _kill(a)
-            self.close()
-            if isinstance(e, RaySetupError) or not isinstance(e, Exception):
-                raise
-            raise RaySetupError(f"cannot start the Ray workers: {_first_line(e)}") from e
-        self._slots = [_Slot(k, a, i, up=True) for k, (a, i) in enumerate(zip(actors, infos))]
+        """Wait until the cluster's actors run; raises RaySetupError naming the problem and the fix."""
+        ready = self.cluster.ready()
+        self._slots = [_Slot(k, a, i, up=True) for k, (a, i) in enumerate(ready)]
         for slot in self._slots:
-            log.info("ray worker %d: %s on %s (pid %s)", slot.index, slot.info["device"], *_where(slot.info))
+            log.info("ray worker %d: %s on %s (pid %s)", slot.index, slot.info["device"], *where(slot.info))
 
     def attach(self, store: JobStore, stopping: threading.Event | None = None) -> None:
         """Use the app's job store (and its stop signal: running jobs checkpoint as soon as a stop begins)."""
@@ -180,21 +121,7 @@ class RayJobRunner(QueueViews):
 
     def describe(self) -> str:
         """One line for the server's start-up output."""
-        ctx = ray.get_runtime_context()
-        where = "a local Ray started by this server" if self._started_ray else "the Ray cluster"
-        return (
-            f"ray: {len(self._slots)} worker(s) ({self._plan.describe if self._plan else 'none'}) on {where} "
-            f"at {ctx.gcs_address}, namespace {self.namespace}"
-        )
-
-    def _spawn(self, index: int):
-        assert self._plan is not None
-        p = self._plan
-        return (
-            ray.remote(EngineWorker)
-            .options(name=f"worker-{index}", namespace=self.namespace, **p.options)
-            .remote(device=p.device, torch_threads=p.torch_threads, preload=self.settings.preload)
-        )
+        return self.cluster.describe(len(self._slots))
 
     # ------------------------------------------------------------------ JobRunner interface
     def start(self, resume: list[JobRecord]) -> None:
@@ -264,7 +191,8 @@ class RayJobRunner(QueueViews):
     def devices(self) -> list[str]:
         if self._slots:
             return [s.info.get("device", "?") for s in self._slots]
-        return [self._plan.describe.split()[0] if self._plan else "CPU"]
+        plan = self.cluster.plan
+        return [plan.describe.split()[0] if plan else "CPU"]
 
     def workers(self) -> int:
         return len(self._slots)
@@ -299,10 +227,8 @@ class RayJobRunner(QueueViews):
     def close(self) -> None:
         """Stop the actors, and the local Ray if this server started it."""
         for s in self._slots:
-            _kill(s.actor)
-        if self._started_ray and ray.is_initialized():
-            ray.shutdown()
-            self._started_ray = False
+            kill(s.actor)
+        self.cluster.close()
 
     # ------------------------------------------------------------------ dispatch
     def _watch_stopping(self) -> None:
@@ -410,7 +336,7 @@ class RayJobRunner(QueueViews):
             self._lost(slot, jr, index, e)
             return
         except ray.exceptions.RayError as e:  # e.g. the task's arguments could not be unpickled there
-            outcome = TaskOutcome("failed", 0, message=_first_line(e))
+            outcome = TaskOutcome("failed", 0, message=first_line(e))
         finally:
             slot.task_id = None
         self._finish(jr, index, outcome)
@@ -506,7 +432,7 @@ class RayJobRunner(QueueViews):
         """The actor died mid-task: queue the variant again (front) and replace the actor."""
         assert self.store is not None
         job, v = jr.job, jr.variants[index]
-        why = _first_line(err)
+        why = first_line(err)
         log.warning("worker %d died running job %s variant %d: %s", slot.index, job.id, index, why)
         step = jr.checkpoint_step.get(index, 0)
         fail = False
@@ -545,16 +471,18 @@ class RayJobRunner(QueueViews):
     def _replace(self, slot: _Slot) -> None:
         """A fresh actor for a lost one, retried with back-off while the cluster has no room for it; jobs
         wait in the queue meanwhile (and run on the other workers)."""
-        _kill(slot.actor)
+        kill(slot.actor)
         delay = RETRY_S[0]
         while True:
             with self._cond:
                 if self._shutting_down:
                     return
+            actor = None
             try:
-                actor = self._spawn(slot.index)
-                (info,) = _wait_ready([actor], self.settings.start_timeout, self._plan)
+                actor = self.cluster.spawn(slot.index)
+                (info,) = wait_ready([actor], self.settings.start_timeout, self.cluster.plan)
             except RaySetupError as e:
+                kill(actor)  # its name is the next try's
                 log.error("worker %d cannot be replaced: %s (retrying in %.0f s)", slot.index, e, delay)
                 with self._cond:
                     self._cond.wait(delay)
@@ -563,193 +491,8 @@ class RayJobRunner(QueueViews):
             with self._cond:
                 slot.actor, slot.info, slot.up = actor, info, True
                 self._cond.notify_all()
-            log.info("worker %d replaced: %s on %s (pid %s)", slot.index, info["device"], *_where(info))
+            log.info("worker %d replaced: %s on %s (pid %s)", slot.index, info["device"], *where(info))
             return
 
 
-# ---------------------------------------------------------------------- cluster helpers
-def _connect(s: RaySettings, namespace: str) -> bool:
-    """Start or join Ray; True when this process started it (and so stops it)."""
-    if ray.is_initialized():
-        return False
-    if s.address is None:
-        ray.init(
-            address="local",  # never a cluster someone else started: that takes --ray-address
-            num_cpus=s.num_cpus or os.cpu_count(),
-            include_dashboard=False,
-            namespace=namespace,
-            logging_level=logging.WARNING,
-        )
-        return True
-    if s.address != "auto":
-        _check_reachable(s.address)
-    try:
-        ray.init(address=s.address, namespace=namespace, logging_level=logging.WARNING)
-    except ConnectionError as e:
-        auth = (
-            ""
-            if os.environ.get("RAY_AUTH_MODE") or s.address == "auto"
-            else "; if it uses token authentication (Ray's default), set RAY_AUTH_MODE=token and give this "
-            "machine the head's token (~/.ray/auth_token or RAY_AUTH_TOKEN)"
-        )
-        raise RaySetupError(
-            f"cannot join a Ray cluster at --ray-address {s.address} ({_first_line(e)}): start one with "
-            f"`ray start --head` (docs/RAY.md), or leave out --ray-address to start a local one{auth}"
-        ) from None
-    except Exception as e:  # version mismatch, authentication, …
-        hint = (
-            "copy the head's ~/.ray/auth_token to this machine or set RAY_AUTH_TOKEN"
-            if "auth" in str(e).lower()
-            else "use the same Ray version as the cluster (pip install -e '.[ray]')"
-        )
-        raise RaySetupError(f"cannot join the Ray cluster at {s.address}: {_first_line(e)}; {hint}") from None
-    return False
-
-
-def _check_reachable(address: str) -> None:
-    """Fail in seconds, not after Ray's own retries, when nothing listens at HOST:PORT."""
-    hostport = address.split("://", 1)[-1]
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not port.isdigit():
-        raise RaySetupError(
-            f"--ray-address {address!r} is not HOST:PORT or auto: give the address `ray start --head` printed"
-        )
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=3):
-            pass
-    except OSError as e:
-        raise RaySetupError(
-            f"cannot reach the Ray cluster at {hostport} ({e.strerror or e}): start it with `ray start --head` "
-            "on that machine, or check the address and the firewall"
-        ) from None
-
-
-def _plan(s: RaySettings) -> _Plan:
-    """How many actors of which kind, from the flags and what the cluster has; refuses what cannot fit."""
-    res = ray.cluster_resources()
-    gpus = int(res.get("GPU", 0))
-    node_cpus = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
-    node_cpus = [c for c in node_cpus if c > 0]
-    pref = (s.device or "auto").strip().lower()
-    if pref not in ("auto", "cpu", "cuda"):
-        raise RaySetupError(
-            f"--device {s.device} with --runner ray: use auto, cpu or cuda (Ray gives each GPU actor one GPU)"
-        )
-    use_gpu = gpus > 0 if pref == "auto" else pref == "cuda"
-    common = {"max_concurrency": 4, "max_restarts": 0, "scheduling_strategy": "SPREAD"}
-    if s.runtime_env:
-        common["runtime_env"] = s.runtime_env
-    if use_gpu:
-        if gpus == 0:
-            raise RaySetupError(
-                "--device cuda: the Ray cluster has no GPU; join GPU machines with `ray start --address …` "
-                "(docs/RAY.md) or use --device auto"
-            )
-        n = gpus if s.workers is None else s.workers
-        if n > gpus:
-            raise RaySetupError(
-                f"{n} GPU workers asked for, but the Ray cluster has {gpus} GPU(s): lower --workers or add GPUs"
-            )
-        cpus = s.cpus_per_worker or 1.0
-        return _Plan(n, {**common, "num_gpus": 1, "num_cpus": cpus}, "cuda", max(1, int(cpus)), "GPU actors")
-    if not node_cpus:
-        raise RaySetupError("the Ray cluster has no node with CPUs: start the nodes with `ray start` first")
-    n = len(node_cpus) if s.workers is None else s.workers
-    per_node = math.ceil(max(n, 1) / len(node_cpus))
-    cpus = s.cpus_per_worker or max(1.0, float(int(min(node_cpus) // per_node)))
-    fits = sum(int(c // cpus) for c in node_cpus)
-    if n > fits:
-        have = " + ".join(f"{c:g}" for c in node_cpus)
-        raise RaySetupError(
-            f"{n} CPU workers of {cpus:g} CPU(s) each do not fit the Ray cluster ({have} CPUs): "
-            "lower --workers or --ray-cpus-per-worker, or add nodes"
-        )
-    return _Plan(
-        n, {**common, "num_cpus": cpus}, "cpu", max(1, int(cpus)), f"CPU actors, {cpus:g} CPU(s) each"
-    )
-
-
-def _wait_ready(actors: list, timeout: float, plan: _Plan | None) -> list[dict[str, Any]]:
-    """Every actor's info() once it runs; RaySetupError when one cannot start or import the engine."""
-    if not actors:
-        return []
-    refs = [a.info.remote() for a in actors]
-    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
-    infos = []
-    for k, ref in enumerate(refs):
-        if ref not in ready:
-            free = ray.available_resources()
-            if plan is not None and _has_room(free, plan):
-                # Room but no actor: resources are not the reason, so do not send the user after them; a
-                # worker that is slow or failing to start is nearly always the node's Python.
-                raise RaySetupError(
-                    f"Ray worker {k} did not start within {timeout:g} s although the cluster has room for it "
-                    f"(free: {free.get('CPU', 0):g} CPU, {free.get('GPU', 0):g} GPU): its Python most likely "
-                    "cannot import the engine or a dependency; install this package on every node, in the "
-                    "Python that runs `ray start` (pip install -e '.[ray]'), or ship it with --ray-runtime-env; "
-                    "the node's Ray logs say why (/tmp/ray/session_latest/logs/worker-*.err)"
-                )
-            raise RaySetupError(
-                f"Ray worker {k} did not start within {timeout:g} s: no node has a free "
-                f"{'GPU' if plan and plan.device == 'cuda' else 'CPU share'} for it right now (free: "
-                f"{free.get('CPU', 0):g} CPU, {free.get('GPU', 0):g} GPU), or it is slow to start; free "
-                "them, lower --workers or --ray-cpus-per-worker, or raise --ray-start-timeout"
-            )
-        try:
-            info = ray.get(ref, timeout=10)
-        except (RayActorError, GetTimeoutError, ray.exceptions.RayError) as e:
-            log.debug("worker %d failed to start: %s", k, e)  # the whole traceback, for --log-level debug
-            raise RaySetupError(_start_failure(k, e)) from None
-        if info["engine"] != engine.__version__:
-            raise RaySetupError(
-                f"Ray worker {k} on {info['node']} runs engine {info['engine']}, this server {engine.__version__}: "
-                "install the same version on every node"
-            )
-        infos.append(info)
-    return infos
-
-
-def _has_room(free: dict[str, float], plan: _Plan) -> bool:
-    """Whether the cluster's free resources could hold one more actor of ``plan``."""
-    need = {"CPU": plan.options.get("num_cpus", 0), "GPU": plan.options.get("num_gpus", 0)}
-    return all(free.get(key, 0) >= amount for key, amount in need.items())
-
-
-def _start_failure(k: int, e: BaseException) -> str:
-    line = _first_line(e)
-    if re.search(r"No module named '?engine\b|module 'engine' has no attribute|from 'engine", line):
-        return (
-            f"the Ray workers cannot import the engine ({line}): install this package on every node, in the "
-            "Python that runs `ray start` (pip install -e '.[ray]'), or ship it with --ray-runtime-env"
-        )
-    return f"Ray worker {k} failed to start: {line}"
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
-
-
-def _first_line(e: BaseException) -> str:
-    """The line that says what went wrong: for an error raised on a worker (its traceback is in the text)
-    the exception's own last line, else the message's first line."""
-    lines = [_ANSI.sub("", ln).strip() for ln in str(e).splitlines()]
-    lines = [ln for ln in lines if ln]
-    raised = [ln for ln in lines if _EXCEPTION_LINE.match(ln)]
-    line = raised[-1] if isinstance(e, ray.exceptions.RayError) and raised else (lines[0] if lines else "")
-    return line[:300] or type(e).__name__
-
-
-def _where(info: dict[str, Any]) -> tuple[str, Any]:
-    return info.get("node", "?"), info.get("pid", "?")
-
-
-def _kill(actor) -> None:
-    if actor is None:
-        return
-    try:
-        ray.kill(actor, no_restart=True)
-    except Exception:  # already gone, or Ray is shutting down
-        pass
-
-
-__all__ = ["RayJobRunner", "RaySettings", "RaySetupError"]
+__all__ = ["RayJobRunner"]

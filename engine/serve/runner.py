@@ -19,6 +19,7 @@ import torch
 
 from engine.config import RunConfig
 from engine.device import describe
+from engine.priors import resolve_prior_spec
 from engine.serve.jobs import JobRecord, JobStore
 from engine.serve.reporting import VariantReporter, result_data
 from engine.train import MODEL_BUILD_LOCK, TrainingDiverged
@@ -108,7 +109,7 @@ class PriorCache:
     def get(self, spec: str, device: torch.device) -> tuple[Any, float]:
         """(prior, seconds this call spent on loading it: 0 when it was cached, the wait when a load in
         progress, e.g. a preload, had to finish first)."""
-        from engine.priors import load_prior, resolve_prior_spec
+        from engine.priors import load_prior
 
         key = (spec, str(device))
         t0 = time.perf_counter()
@@ -127,6 +128,20 @@ class PriorCache:
             return prior, time.perf_counter() - t0
         finally:
             self._lock.release()
+
+
+def preload_spec(value: str | None) -> str | None:
+    """``--preload`` as a prior spec: the jobs' default prior when not given, None for 'none'. Raises
+    ValueError naming a spec that does not resolve (found at start, not by a worker in the background)."""
+    if value is None:
+        return RunConfig().prior
+    if value.strip().lower() == "none":
+        return None
+    try:
+        resolve_prior_spec(value)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"--preload {value!r}: {e} (or --preload none)") from None
+    return value
 
 
 class QueueViews:
@@ -222,7 +237,6 @@ class LocalJobRunner(QueueViews):
     def check(self, cfg: RunConfig) -> None:
         """Refuse a job whose prior does not resolve or whose prompt has words a closed-vocabulary prior does
         not know. Only the prior's tokenizer is loaded (cached): no weights, whatever the prior's size."""
-        from engine.priors import resolve_prior_spec
         from engine.priors.words import check_words, load_tokenizer
 
         try:

@@ -1,7 +1,7 @@
 """The worker side of a distributed runner: one variant at a time from a plain :class:`VariantTask`, and what
 the run reports kept in an outbox that the server drains.
 
-There is no Ray in this module — :mod:`engine.serve.ray_runner` makes :class:`EngineWorker` an actor — so
+There is no Ray in this module — :class:`engine.serve.ray_cluster.WorkerActor` makes it an actor — so
 the worker holds nothing but the engine: it loads priors (kept between jobs, like a thread worker's), runs
 :func:`engine.variants.run_variant` in a scratch folder of its own machine, and returns every file the
 server's job store needs. Nothing here assumes the server's data folder is reachable: checkpoints and
@@ -84,7 +84,6 @@ class EngineWorker:
         device: str = "cpu",
         torch_threads: int | None = None,
         scratch: str | None = None,
-        preload: str | None = None,
     ):
         if torch_threads:
             # Ray sets OMP_NUM_THREADS from the actor's CPUs; say it to torch explicitly so a thread-runner
@@ -100,8 +99,12 @@ class EngineWorker:
         self._cancel = threading.Event()
         self._cancelled: set[str] = set()
         """Cancels that arrived before their task started (calls on a threaded actor may overtake)."""
-        if preload:  # in the background: the actor answers info() (the server's start-up check) at once
-            self.priors.preload(preload, self.device)
+
+    def preload(self, spec: str) -> None:
+        """Load the prior ``spec`` in the background (the server asks for its jobs' default prior as soon
+        as it has started the actor): ``info()`` and the first job's start are answered meanwhile; a job
+        that needs this prior waits for the load instead of starting its own."""
+        self.priors.preload(spec, self.device)
 
     def info(self) -> dict[str, Any]:
         """What the server shows and checks: engine version, device, where this worker runs, its job."""

@@ -13,10 +13,10 @@ import torch
 
 import engine.priors
 from engine.config import RunConfig
-from engine.serve.__main__ import main, preload_spec
+from engine.serve.__main__ import main
 from engine.serve.events import EventWriter
 from engine.serve.jobs import JobStore
-from engine.serve.runner import LocalJobRunner, PriorCache
+from engine.serve.runner import LocalJobRunner, PriorCache, preload_spec
 
 CPU = torch.device("cpu")
 
